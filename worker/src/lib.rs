@@ -1,0 +1,21 @@
+//! pgfleet worker: stateless executor of tasks. Each task streams one chunk between PostgreSQL
+//! and an object store. `coordinator run` embeds this library with an in-process queue; the
+//! `worker` binary feeds it from RabbitMQ.
+
+pub mod context;
+pub mod encode;
+pub mod error;
+pub mod export;
+pub mod pg;
+pub mod sink;
+pub mod transform;
+
+pub mod amqp;
+pub mod consumer;
+pub mod execute;
+pub mod http;
+pub mod local;
+pub mod logging;
+pub mod metrics;
+pub mod objects;
+pub mod restore;

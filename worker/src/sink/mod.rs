@@ -1,0 +1,114 @@
+//! Where encoded parts go: an S3 object (single PUT or multipart upload) or a local file.
+//! A writer either finishes (the object appears whole, atomically) or is aborted / dropped
+//! (nothing appears and nothing is left behind, best effort).
+
+pub(crate) mod file;
+mod s3;
+
+use crate::context::WorkerContext;
+use crate::error::TaskError;
+use bytes::Bytes;
+use protocol::{ObjectLocation, S3Options};
+
+pub use file::FileWriter;
+pub use s3::S3Writer;
+
+/// One object being written, part by part.
+pub enum ObjectWriter {
+    S3(S3Writer),
+    File(FileWriter),
+}
+
+/// How to open a writer.
+pub struct WriterOptions<'a> {
+    pub s3: &'a S3Options,
+    pub content_type: &'a str,
+    /// S3 parts uploading at once; `write_part` waits when this many are in flight.
+    pub parts_in_flight: usize,
+}
+
+impl ObjectWriter {
+    /// Open a writer for `key` (relative to `location`).
+    pub async fn open(
+        ctx: &WorkerContext,
+        location: &ObjectLocation,
+        key: &str,
+        opts: &WriterOptions<'_>,
+    ) -> Result<Self, TaskError> {
+        match location {
+            ObjectLocation::S3 { bucket, .. } => {
+                let client = ctx.s3(opts.s3).await;
+                Ok(Self::S3(S3Writer::new(
+                    client,
+                    bucket.clone(),
+                    location.key(key),
+                    opts.content_type.to_string(),
+                    opts.parts_in_flight,
+                )))
+            }
+            ObjectLocation::File { root } => Ok(Self::File(FileWriter::create(root, key).await?)),
+        }
+    }
+
+    /// Append one part. Parts other than the last should be at least the S3 minimum (5 MiB).
+    pub async fn write_part(&mut self, part: Bytes) -> Result<(), TaskError> {
+        match self {
+            Self::S3(w) => w.write_part(part).await,
+            Self::File(w) => w.write_part(part).await,
+        }
+    }
+
+    /// Make the object visible; returns the bytes written. On error nothing is left behind.
+    pub async fn finish(self) -> Result<u64, TaskError> {
+        match self {
+            Self::S3(w) => w.finish().await,
+            Self::File(w) => w.finish().await,
+        }
+    }
+
+    /// Discard everything written so far.
+    pub async fn abort(self) {
+        match self {
+            Self::S3(w) => w.abort().await,
+            Self::File(w) => w.abort().await,
+        }
+    }
+
+    /// `s3://bucket/key` or `file:///path`, for messages.
+    pub fn url(&self) -> String {
+        match self {
+            Self::S3(w) => w.url(),
+            Self::File(w) => w.url(),
+        }
+    }
+}
+
+/// `s3://bucket/prefix/key` or `file:///root/key`, for messages.
+pub fn object_url(location: &ObjectLocation, key: &str) -> String {
+    match location {
+        ObjectLocation::S3 { bucket, .. } => format!("s3://{bucket}/{}", location.key(key)),
+        ObjectLocation::File { root } => format!("file://{}/{key}", root.trim_end_matches('/')),
+    }
+}
+
+/// Write a small object whole (the coordinator's `_manifest.json` and `_SUCCESS`).
+pub async fn put_object(
+    ctx: &WorkerContext,
+    location: &ObjectLocation,
+    s3: &S3Options,
+    key: &str,
+    body: Bytes,
+    content_type: &str,
+) -> Result<(), TaskError> {
+    let opts = WriterOptions {
+        s3,
+        content_type,
+        parts_in_flight: 1,
+    };
+    let mut writer = ObjectWriter::open(ctx, location, key, &opts).await?;
+    if let Err(e) = writer.write_part(body).await {
+        writer.abort().await;
+        return Err(e);
+    }
+    writer.finish().await.map(|_| ())
+}
