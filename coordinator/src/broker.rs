@@ -1,0 +1,195 @@
+//! The coordinator's side of RabbitMQ: publishes tasks with confirms, consumes results and dead
+//! letters, and reconnects with backoff. Each inbound message is acked only after the engine has
+//! recorded it, so a coordinator crash redelivers rather than loses results.
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::BasicConsumeOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::Channel;
+use protocol::topology::Topology;
+use protocol::{ResultEnvelope, TaskEnvelope};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio_util::sync::CancellationToken;
+use worker::amqp;
+
+/// Something for the engine to record, with a channel to say "recorded, ack it".
+pub enum Inbound {
+    Result(ResultEnvelope, oneshot::Sender<()>),
+    DeadLetter(Box<DeadLetter>, oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// RabbitMQ's x-death reason (`rejected`, `delivery_limit`, …).
+    pub reason: String,
+    /// The task, when the body could be read.
+    pub task: Option<TaskEnvelope>,
+    /// The first bytes of the body, for humans (tasks carry no secrets).
+    pub preview: String,
+}
+
+#[derive(Clone)]
+pub struct AmqpBroker {
+    publish: Arc<Mutex<Option<Channel>>>,
+    topology: Topology,
+}
+
+impl AmqpBroker {
+    /// Start the connection supervisor; inbound messages arrive on `inbound`.
+    pub fn spawn(
+        url: String,
+        topology: Topology,
+        inbound: mpsc::Sender<Inbound>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let broker = Self {
+            publish: Arc::new(Mutex::new(None)),
+            topology: topology.clone(),
+        };
+        let slot = broker.publish.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            while !shutdown.is_cancelled() {
+                let result = session(&url, &topology, &slot, &inbound, &shutdown).await;
+                *slot.lock().await = None;
+                match result {
+                    Ok(()) => break,
+                    Err(e) => {
+                        let wait = amqp::backoff(failures);
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(error = %e, retry_in = ?wait, "RabbitMQ connection lost; reconnecting");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.cancelled() => break,
+                        }
+                    }
+                }
+            }
+        });
+        broker
+    }
+
+    pub async fn publish(&self, task: &TaskEnvelope) -> anyhow::Result<()> {
+        let channel = self
+            .publish
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("not connected to RabbitMQ"))?;
+        amqp::publish_confirmed(&channel, &self.topology.tasks, &task.encode()).await
+    }
+
+    pub async fn connected(&self) -> bool {
+        self.publish.lock().await.is_some()
+    }
+
+    /// (task queue depth, dead-letter queue depth), when connected.
+    pub async fn depths(&self) -> Option<(u32, u32)> {
+        let channel = self.publish.lock().await.clone()?;
+        let tasks = amqp::queue_depth(&channel, &self.topology.tasks)
+            .await
+            .ok()?;
+        let dead = amqp::queue_depth(&channel, &self.topology.dead_letters)
+            .await
+            .ok()?;
+        Some((tasks, dead))
+    }
+}
+
+async fn session(
+    url: &str,
+    topology: &Topology,
+    slot: &Mutex<Option<Channel>>,
+    inbound: &mpsc::Sender<Inbound>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let conn = amqp::connect(url, "pgfleet-coordinator").await?;
+    let consume = conn.create_channel().await?;
+    amqp::declare_topology(&consume, topology).await?;
+    consume.basic_qos(64, Default::default()).await?;
+    let publish = amqp::confirm_channel(&conn).await?;
+    let mut results = consume
+        .basic_consume(
+            topology.results.as_str().into(),
+            "coordinator-results".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut dead = consume
+        .basic_consume(
+            topology.dead_letters.as_str().into(),
+            "coordinator-dead-letters".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    *slot.lock().await = Some(publish);
+    tracing::info!("connected to RabbitMQ");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = conn.close(200, "coordinator shutting down".into()).await;
+                return Ok(());
+            }
+            d = results.next() => {
+                let d = d.ok_or_else(|| anyhow::anyhow!("result consumer cancelled"))??;
+                forward_result(d, inbound).await?;
+            }
+            d = dead.next() => {
+                let d = d.ok_or_else(|| anyhow::anyhow!("dead-letter consumer cancelled"))??;
+                forward_dead_letter(d, inbound).await?;
+            }
+        }
+    }
+}
+
+async fn forward_result(d: Delivery, inbound: &mpsc::Sender<Inbound>) -> anyhow::Result<()> {
+    match ResultEnvelope::decode(&d.data) {
+        Ok(result) => {
+            let (tx, rx) = oneshot::channel();
+            inbound.send(Inbound::Result(result, tx)).await?;
+            // Not recorded (engine stopping): leave unacked so it is redelivered.
+            if rx.await.is_err() {
+                return Ok(());
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "dropping an unreadable result message"),
+    }
+    d.acker.ack(Default::default()).await?;
+    Ok(())
+}
+
+async fn forward_dead_letter(d: Delivery, inbound: &mpsc::Sender<Inbound>) -> anyhow::Result<()> {
+    let letter = DeadLetter {
+        reason: death_reason(&d).unwrap_or_else(|| "dead-lettered".into()),
+        task: TaskEnvelope::decode(&d.data).ok(),
+        preview: String::from_utf8_lossy(&d.data[..d.data.len().min(300)]).into_owned(),
+    };
+    let (tx, rx) = oneshot::channel();
+    inbound
+        .send(Inbound::DeadLetter(Box::new(letter), tx))
+        .await?;
+    if rx.await.is_ok() {
+        d.acker.ack(Default::default()).await?;
+    }
+    Ok(())
+}
+
+/// The `reason` of the first `x-death` entry RabbitMQ attaches to dead-lettered messages.
+fn death_reason(d: &Delivery) -> Option<String> {
+    let headers = d.properties.headers().as_ref()?;
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(first) = deaths.as_slice().first()? else {
+        return None;
+    };
+    match first.inner().get("reason")? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}

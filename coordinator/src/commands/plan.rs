@@ -1,0 +1,164 @@
+//! `coordinator plan`: show what a job would do without doing it. Export: tables, keys and
+//! chunks (reads only the source catalog). Restore: waves, tables and files, and every problem
+//! found between the export and the target (reads only).
+
+use super::load_spec;
+use crate::job::{ChunkWork, TableWork};
+use crate::plan::{plan_export, KeyChoice};
+use crate::restore;
+use anyhow::{anyhow, Context, Result};
+use protocol::spec::{ExportSpec, RestoreSpec};
+use protocol::JobSpec;
+use std::path::Path;
+use std::process::ExitCode;
+use worker::context::WorkerContext;
+
+pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
+    match load_spec(path)? {
+        JobSpec::Export(spec) => export(&spec, json).await,
+        JobSpec::Restore(spec) => restore(&spec, json).await,
+    }
+}
+
+async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
+    let cfg = worker::pg::pg_config(&spec.source.conn()).map_err(|e| anyhow!(e.message))?;
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting to the source")?;
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN READ ONLY").await?;
+    let plan = plan_export(&client, spec).await?;
+    client.batch_execute("COMMIT").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let location = spec.output.location().map_err(|e| anyhow!(e))?;
+    println!(
+        "export {:?}: {} table(s) → {location}",
+        spec.name,
+        plan.tables.len()
+    );
+    for t in &plan.tables {
+        let key = match &t.key {
+            KeyChoice::Integer { column } => format!("key {}", protocol::quote_ident(column)),
+            KeyChoice::Pages => "heap pages (no integer key)".into(),
+            KeyChoice::Whole => "whole table".into(),
+        };
+        println!(
+            "  {:<40} {:>6} chunk(s)  ~{} rows  ~{} MiB  {}",
+            t.table.display_name(),
+            t.chunks.len(),
+            t.estimated_rows,
+            t.estimated_bytes / (1024 * 1024),
+            key
+        );
+    }
+    for n in &plan.notes {
+        println!("  note: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
+    let ctx = WorkerContext::new("coordinator-plan");
+    let plan = restore::plan(&ctx, "plan", spec).await?;
+    let job = &plan.job;
+    let ok = plan.problems.is_empty();
+    if json {
+        let tables: Vec<_> = job
+            .tables
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match &t.work {
+                TableWork::Restore(r) => Some(serde_json::json!({
+                    "table": r.table.display_name(),
+                    "wave": r.wave,
+                    "rows": r.expected_rows,
+                    "columns": r.columns.iter().map(|c| &c.target).collect::<Vec<_>>(),
+                    "tasks": job.table_chunks(i as u32).count(),
+                })),
+                TableWork::Export(_) => None,
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": ok,
+                "tables": tables,
+                "restore": job.restore,
+                "notes": job.notes,
+                "warnings": plan.warnings,
+                "problems": plan.problems,
+            }))?
+        );
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    println!(
+        "restore {:?}: {} table(s) from {} (database {:?})",
+        spec.name,
+        job.tables.len(),
+        spec.export.url,
+        spec.export.database
+    );
+    let st = job.restore.clone().unwrap_or_default();
+    for (w, members) in st.waves.iter().enumerate() {
+        println!("wave {}:", w + 1);
+        for &t in members {
+            let table = &job.tables[t as usize];
+            let TableWork::Restore(r) = &table.work else {
+                continue;
+            };
+            let files: std::collections::BTreeSet<&str> = job
+                .table_chunks(t)
+                .filter_map(|c| match &c.work {
+                    ChunkWork::Restore(p) => Some(p.key.as_str()),
+                    ChunkWork::Export(_) => None,
+                })
+                .collect();
+            println!(
+                "  {:<40} {:>10} rows  {:>4} file(s)  {:>4} task(s)",
+                r.table.display_name(),
+                r.expected_rows,
+                files.len(),
+                job.table_chunks(t).count()
+            );
+        }
+    }
+    if !st.dropped_indexes.is_empty() {
+        println!(
+            "  {} secondary index(es) dropped during the load and rebuilt after",
+            st.dropped_indexes.len()
+        );
+    }
+    if !st.sequences.is_empty() {
+        println!(
+            "  {} sequence(s) set past the loaded maxima at the end",
+            st.sequences.len()
+        );
+    }
+    for n in &job.notes {
+        println!("note: {n}");
+    }
+    for w in &plan.warnings {
+        println!("warning: {w}");
+    }
+    for p in &plan.problems {
+        println!("problem: {p}");
+    }
+    if ok {
+        println!("no problems found");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{} problem(s): a restore would stop before loading anything",
+            plan.problems.len()
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}

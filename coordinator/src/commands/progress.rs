@@ -1,0 +1,61 @@
+//! Progress display for `run` and `submit --wait`: a bar on a terminal, a line every few
+//! seconds otherwise (CI logs, pipes).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: Instant,
+    started: Instant,
+}
+
+impl Progress {
+    pub fn new(label: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} chunks  {msg}  {elapsed_precise} (eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_string());
+            bar
+        });
+        Self {
+            bar,
+            last_line: Instant::now(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn update(&mut self, done: u64, total: u64, rows: u64, bytes: u64) {
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let msg = format!(
+            "{rows} rows, {:.1} MiB, {:.0} rows/s",
+            bytes as f64 / 1048576.0,
+            rows as f64 / secs
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(msg);
+            }
+            None if self.last_line.elapsed() >= Duration::from_secs(5) => {
+                eprintln!("progress: {done}/{total} chunks, {msg}");
+                self.last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `coordinator serve`: the long-running driver of submitted jobs.
+
+use crate::broker::{AmqpBroker, Inbound};
+use crate::engine::{Engine, Publisher};
+use crate::store::PgStore;
+use anyhow::Result;
+use protocol::topology::Topology;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use worker::context::WorkerContext;
+
+pub async fn run(
+    state_url: &str,
+    amqp_url: &str,
+    topology: Topology,
+    metrics_addr: SocketAddr,
+    cloudwatch: Option<CloudWatchOptions>,
+) -> Result<ExitCode> {
+    let namespace = topology.namespace.clone();
+    let store = PgStore::connect(state_url).await?;
+    let _serve_lock = store.lock_serve().await?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let metrics = crate::metrics::metrics();
+    let addr = worker::http::spawn(metrics_addr, ready.clone()).await?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let (tx, mut inbound) = mpsc::channel(64);
+    let broker = AmqpBroker::spawn(amqp_url.to_string(), topology, tx, shutdown.clone());
+    if let Some(cw) = cloudwatch {
+        crate::cloudwatch::BacklogPublisher {
+            broker: broker.clone(),
+            namespace,
+            every: cw.every,
+            endpoint: cw.endpoint,
+        }
+        .spawn(shutdown.clone());
+    }
+    let mut engine = Engine::new(
+        Some(store.clone()),
+        Publisher::Amqp(broker.clone()),
+        WorkerContext::new("coordinator"),
+    );
+    for job in store.load_active().await? {
+        engine.resume(job).await?;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error = String::new();
+    tracing::info!("coordinator ready");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(msg) = inbound.recv() => {
+                let (outcome, done) = match msg {
+                    Inbound::Result(r, done) => (engine.on_result(&r).await, done),
+                    Inbound::DeadLetter(d, done) => (engine.on_dead_letter(&d).await, done),
+                };
+                match outcome {
+                    // Ack only what was recorded; anything else is redelivered.
+                    Ok(()) => { let _ = done.send(()); }
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not record a message; it will be redelivered"),
+                }
+                // A finished chunk frees a slot in its window: fill it now, not on the next tick.
+                if let Err(e) = engine.pump().await {
+                    tracing::debug!(error = %format!("{e:#}"), "pump after a result failed; the tick retries");
+                }
+            }
+            _ = tick.tick() => {
+                ready.store(broker.connected().await, Ordering::Relaxed);
+                match step(&store, &mut engine).await {
+                    Ok(()) => last_error.clear(),
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        if msg != last_error {
+                            tracing::warn!(error = %msg, "will retry");
+                            last_error = msg;
+                        }
+                    }
+                }
+                metrics.set_depths(broker.depths().await);
+                metrics.refresh(engine.jobs());
+            }
+        }
+    }
+    tracing::info!("coordinator stopped; running jobs continue when it starts again");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--cloudwatch-backlog`: publish the task backlog for Auto Scaling.
+pub struct CloudWatchOptions {
+    pub every: Duration,
+    pub endpoint: Option<String>,
+}
+
+async fn step(store: &PgStore, engine: &mut Engine) -> Result<()> {
+    for (id, spec) in store.take_submitted().await? {
+        engine.start_job(&id, spec).await?;
+    }
+    for id in store.cancel_requests().await? {
+        engine.cancel(&id).await?;
+    }
+    engine.pump().await?;
+    for job in engine.take_finished() {
+        crate::metrics::metrics().finished(&job);
+    }
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        shutdown.cancel();
+    });
+}

@@ -1,0 +1,75 @@
+//! `coordinator submit`: hand a job to `serve` through the state database.
+
+use super::progress::Progress;
+use super::{load_spec, new_job_id};
+use crate::store::PgStore;
+use anyhow::Result;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn run(path: &Path, wait: bool, state_url: &str) -> Result<ExitCode> {
+    let spec = load_spec(path)?;
+    let store = PgStore::connect(state_url).await?;
+    let id = new_job_id();
+    store.submit(&id, &spec).await?;
+    println!("{id}");
+    if !store.serve_running().await? {
+        eprintln!("warning: no `coordinator serve` is running against this state database; the job waits until one starts");
+    }
+    if !wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_for(&store, &id).await
+}
+
+/// Poll the job until it ends; exit code 0 only for success.
+pub async fn wait_for(store: &PgStore, id: &str) -> Result<ExitCode> {
+    let mut progress = Progress::new(id);
+    let mut waiting_since: Option<std::time::Instant> = None;
+    loop {
+        let Some(s) = store.job_summary(id).await? else {
+            anyhow::bail!("job {id} disappeared from the state database");
+        };
+        if s.state != "submitted" {
+            progress.update(
+                s.chunks_done as u64,
+                s.chunks_total as u64,
+                s.rows as u64,
+                s.bytes as u64,
+            );
+        }
+        match s.state.as_str() {
+            "succeeded" => {
+                progress.finish();
+                eprintln!(
+                    "job {id} succeeded: {} chunk(s), {} rows, {} bytes",
+                    s.chunks_total, s.rows, s.bytes
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            "failed" | "cancelled" => {
+                progress.finish();
+                eprintln!(
+                    "job {id} {}: {}",
+                    s.state,
+                    s.error.as_deref().unwrap_or("no reason recorded")
+                );
+                eprintln!("see `coordinator status {id}`; fix the cause and submit again (finished parts are overwritten, not duplicated)");
+                return Ok(ExitCode::FAILURE);
+            }
+            "submitted" => {
+                // Not picked up yet: say why, every 10 s, instead of a silent 0/0 bar.
+                let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= Duration::from_secs(10) {
+                    waiting_since = Some(std::time::Instant::now());
+                    if !store.serve_running().await? {
+                        eprintln!("job {id} is waiting: no `coordinator serve` is running against this state database");
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

@@ -1,0 +1,721 @@
+//! A job in memory: its plan and the state of every chunk, with the pure transitions the engine
+//! applies. Persistence and messaging live elsewhere; this module is unit-tested on its own.
+
+use crate::plan::TablePlan;
+use crate::target::{ForeignKey, OwnedSequence, SecondaryIndex};
+use protocol::location::{part_key, table_folder};
+use protocol::spec::{ExportSpec, RestoreSpec};
+use protocol::{
+    ChunkRange, JobSpec, Outcome, OutputFormat, QualifiedName, RestoreColumn, ResultEnvelope,
+    RowGroupRange,
+};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Submitted,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelling,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Submitted => "submitted",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelling => "cancelling",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "submitted" => JobState::Submitted,
+            "running" => JobState::Running,
+            "succeeded" => JobState::Succeeded,
+            "failed" => JobState::Failed,
+            "cancelling" => JobState::Cancelling,
+            "cancelled" => JobState::Cancelled,
+            _ => return None,
+        })
+    }
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    /// Waiting to be published (first time or for a retry after `not_before`).
+    Pending,
+    /// Published; a worker has it or will get it.
+    Queued,
+    Done,
+    Failed,
+}
+
+impl ChunkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkState::Pending => "pending",
+            ChunkState::Queued => "queued",
+            ChunkState::Done => "done",
+            ChunkState::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ChunkState::Pending,
+            "queued" => ChunkState::Queued,
+            "done" => ChunkState::Done,
+            "failed" => ChunkState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRun {
+    pub id: u32,
+    pub table_idx: u32,
+    /// Position within its table: the `part-NNNNN` number.
+    pub seq: u32,
+    pub work: ChunkWork,
+    pub state: ChunkState,
+    /// Attempt of the last publish (0 = never published).
+    pub attempt: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    pub worker: Option<String>,
+    pub last_error: Option<String>,
+    pub not_before: Option<SystemTime>,
+}
+
+/// What one chunk does: an id range to export, or a piece of a Parquet file to load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChunkWork {
+    Export(ChunkRange),
+    Restore(FilePiece),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePiece {
+    /// Key relative to the export root.
+    pub key: String,
+    pub size: u64,
+    pub row_groups: Option<RowGroupRange>,
+    /// Rows the Parquet footer promises for this piece.
+    pub rows: u64,
+}
+
+/// What one table of a job is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TableWork {
+    Export(TablePlan),
+    Restore(RestoreTable),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreTable {
+    pub table: QualifiedName,
+    pub columns: Vec<RestoreColumn>,
+    /// Rows in the export (Parquet footers) for this table.
+    pub expected_rows: u64,
+    pub wave: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRun {
+    pub work: TableWork,
+    /// Export: manifest written. Restore: row count verified.
+    pub finalized: bool,
+    /// Tables that must be finalized before this one's chunks are published (restore waves).
+    pub depends_on: Vec<u32>,
+}
+
+impl TableRun {
+    pub fn name(&self) -> &QualifiedName {
+        match &self.work {
+            TableWork::Export(p) => &p.table,
+            TableWork::Restore(r) => &r.table,
+        }
+    }
+}
+
+/// Restore bookkeeping that must survive a coordinator restart: what was changed on the target
+/// before loading, so it can be put back afterwards (or after a failure).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RestoreState {
+    /// The ledger's name for this export (its root URL).
+    pub export: String,
+    pub waves: Vec<Vec<u32>>,
+    /// Foreign keys inside FK cycles, dropped before loading and re-added after.
+    pub dropped_fks: Vec<ForeignKey>,
+    /// Secondary indexes dropped before loading (`defer_indexes`) and rebuilt after.
+    pub dropped_indexes: Vec<SecondaryIndex>,
+    pub sequences: Vec<OwnedSequence>,
+    /// Non-empty tables emptied first (`policy.non_empty = "truncate"`).
+    pub truncate: Vec<QualifiedName>,
+    /// Constraints and indexes have been put back.
+    pub restored: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRun {
+    pub id: String,
+    pub spec: JobSpec,
+    pub state: JobState,
+    pub snapshot: Option<String>,
+    pub tables: Vec<TableRun>,
+    pub chunks: Vec<ChunkRun>,
+    pub notes: Vec<String>,
+    pub error: Option<String>,
+    pub restore: Option<RestoreState>,
+    /// `current_database()` of an export's source (the database folder of `rds-parquet`).
+    pub source_database: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `next` (2, 3, …): base * 2^(next-2), capped.
+    pub fn delay(&self, next: u32) -> Duration {
+        let exp = next.saturating_sub(2).min(16);
+        self.base.saturating_mul(1 << exp).min(self.cap)
+    }
+}
+
+/// What applying one result did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// A duplicate, a stale attempt, or a result for a finished job: nothing changed.
+    Ignored(&'static str),
+    Done {
+        chunk: u32,
+    },
+    Retry {
+        chunk: u32,
+        attempt: u32,
+    },
+    Failed {
+        chunk: u32,
+    },
+}
+
+pub fn task_id(job_id: &str, chunk: u32) -> String {
+    format!("{job_id}/{chunk}")
+}
+
+/// `job/chunk` → (job, chunk).
+pub fn parse_task_id(task_id: &str) -> Option<(&str, u32)> {
+    let (job, chunk) = task_id.rsplit_once('/')?;
+    Some((job, chunk.parse().ok()?))
+}
+
+impl JobRun {
+    /// A new job from its tables, each with its chunks: every chunk pending.
+    pub fn new(
+        id: String,
+        spec: JobSpec,
+        tables: Vec<(TableRun, Vec<ChunkWork>)>,
+        notes: Vec<String>,
+    ) -> Self {
+        let mut chunks = Vec::new();
+        let mut runs = Vec::with_capacity(tables.len());
+        for (t, (table, works)) in tables.into_iter().enumerate() {
+            for (seq, work) in works.into_iter().enumerate() {
+                chunks.push(ChunkRun {
+                    id: chunks.len() as u32,
+                    table_idx: t as u32,
+                    seq: seq as u32,
+                    work,
+                    state: ChunkState::Pending,
+                    attempt: 0,
+                    rows: 0,
+                    bytes: 0,
+                    worker: None,
+                    last_error: None,
+                    not_before: None,
+                });
+            }
+            runs.push(table);
+        }
+        Self {
+            id,
+            spec,
+            state: JobState::Running,
+            snapshot: None,
+            tables: runs,
+            chunks,
+            notes,
+            error: None,
+            restore: None,
+            source_database: None,
+        }
+    }
+
+    /// An export job from its plan.
+    pub fn export(id: String, spec: ExportSpec, plans: Vec<TablePlan>, notes: Vec<String>) -> Self {
+        let tables = plans
+            .into_iter()
+            .map(|plan| {
+                let works = plan.chunks.iter().cloned().map(ChunkWork::Export).collect();
+                let run = TableRun {
+                    work: TableWork::Export(plan),
+                    finalized: false,
+                    depends_on: Vec::new(),
+                };
+                (run, works)
+            })
+            .collect();
+        Self::new(id, JobSpec::Export(spec), tables, notes)
+    }
+
+    pub fn export_spec(&self) -> Option<&ExportSpec> {
+        match &self.spec {
+            JobSpec::Export(e) => Some(e),
+            JobSpec::Restore(_) => None,
+        }
+    }
+
+    pub fn restore_spec(&self) -> Option<&RestoreSpec> {
+        match &self.spec {
+            JobSpec::Restore(r) => Some(r),
+            JobSpec::Export(_) => None,
+        }
+    }
+
+    /// A failed job with nothing planned (planning itself failed).
+    pub fn failed(id: String, spec: JobSpec, error: String) -> Self {
+        let mut job = Self::new(id, spec, Vec::new(), Vec::new());
+        job.state = JobState::Failed;
+        job.error = Some(error);
+        job
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.chunks
+            .iter()
+            .filter(|c| c.state == ChunkState::Queued)
+            .count()
+    }
+
+    /// Pending chunks whose backoff has passed, in plan order, at most `limit`.
+    pub fn due(&self, now: SystemTime, limit: usize) -> Vec<u32> {
+        if self.state != JobState::Running {
+            return Vec::new();
+        }
+        let ready: Vec<bool> = self
+            .tables
+            .iter()
+            .map(|t| {
+                t.depends_on
+                    .iter()
+                    .all(|&d| self.tables.get(d as usize).is_some_and(|d| d.finalized))
+            })
+            .collect();
+        self.chunks
+            .iter()
+            .filter(|c| c.state == ChunkState::Pending && c.not_before.is_none_or(|t| t <= now))
+            .filter(|c| ready.get(c.table_idx as usize).copied().unwrap_or(false))
+            .take(limit)
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// The chunk was published as attempt `attempt`.
+    pub fn mark_queued(&mut self, chunk: u32, attempt: u32) {
+        if let Some(c) = self.chunks.get_mut(chunk as usize) {
+            c.state = ChunkState::Queued;
+            c.attempt = attempt;
+            c.not_before = None;
+        }
+    }
+
+    /// The deterministic object key of an export chunk (relative to the output location).
+    pub fn part_key(&self, chunk: &ChunkRun) -> String {
+        let table = self.tables[chunk.table_idx as usize].name();
+        match self.export_spec().map(|s| s.output.format) {
+            Some(OutputFormat::RdsParquet) => crate::rds_export::part_key(
+                self.source_database.as_deref().unwrap_or("postgres"),
+                table,
+                chunk.seq,
+                &self.id,
+            ),
+            Some(format) => part_key(table, chunk.seq, format.extension()),
+            None => part_key(table, chunk.seq, "csv"),
+        }
+    }
+
+    /// Apply one result. Results are deduplicated by task id: once a chunk is done or failed,
+    /// later results for it change nothing, and a failure from an older attempt than the one in
+    /// flight is stale.
+    pub fn apply(
+        &mut self,
+        result: &ResultEnvelope,
+        now: SystemTime,
+        policy: &RetryPolicy,
+    ) -> Applied {
+        if self.state != JobState::Running {
+            return Applied::Ignored("job is not running");
+        }
+        let Some((_, chunk_id)) = parse_task_id(&result.task_id) else {
+            return Applied::Ignored("malformed task id");
+        };
+        let Some(chunk) = self.chunks.get_mut(chunk_id as usize) else {
+            return Applied::Ignored("unknown chunk");
+        };
+        if matches!(chunk.state, ChunkState::Done | ChunkState::Failed) {
+            return Applied::Ignored("chunk already finished");
+        }
+        match &result.outcome {
+            // Any attempt's success is complete: the object was written whole under its key.
+            Outcome::Succeeded { rows, bytes, .. } => {
+                chunk.state = ChunkState::Done;
+                chunk.rows = *rows;
+                chunk.bytes = *bytes;
+                chunk.worker = Some(result.worker.clone());
+                chunk.last_error = None;
+                Applied::Done { chunk: chunk_id }
+            }
+            Outcome::Failed { .. } if result.attempt < chunk.attempt => {
+                Applied::Ignored("stale failure of an earlier attempt")
+            }
+            Outcome::Failed { .. } if chunk.state == ChunkState::Pending => {
+                Applied::Ignored("retry already scheduled")
+            }
+            Outcome::Failed { error, retryable } => {
+                chunk.last_error = Some(error.clone());
+                chunk.worker = Some(result.worker.clone());
+                if *retryable && chunk.attempt < policy.max_attempts {
+                    let next = chunk.attempt + 1;
+                    chunk.state = ChunkState::Pending;
+                    chunk.not_before = Some(now + policy.delay(next));
+                    Applied::Retry {
+                        chunk: chunk_id,
+                        attempt: next,
+                    }
+                } else {
+                    chunk.state = ChunkState::Failed;
+                    let table = self.tables[chunk.table_idx as usize].name();
+                    let tries = if *retryable {
+                        format!(" after {} attempts", chunk.attempt)
+                    } else {
+                        String::new()
+                    };
+                    self.state = JobState::Failed;
+                    self.error = Some(format!(
+                        "table {} chunk {} (part-{:05}) failed{tries}: {error}",
+                        table.display_name(),
+                        chunk_id,
+                        chunk.seq
+                    ));
+                    Applied::Failed { chunk: chunk_id }
+                }
+            }
+        }
+    }
+
+    pub fn table_chunks(&self, table_idx: u32) -> impl Iterator<Item = &ChunkRun> {
+        self.chunks.iter().filter(move |c| c.table_idx == table_idx)
+    }
+
+    /// Tables whose chunks are all done but which are not finalized yet.
+    pub fn tables_ready_to_finalize(&self) -> Vec<u32> {
+        (0..self.tables.len() as u32)
+            .filter(|&t| !self.tables[t as usize].finalized)
+            .filter(|&t| self.table_chunks(t).all(|c| c.state == ChunkState::Done))
+            .collect()
+    }
+
+    /// Every table loaded or exported and finalized.
+    pub fn is_complete(&self) -> bool {
+        self.tables.iter().all(|t| t.finalized)
+    }
+
+    /// Rows done for one table.
+    pub fn table_rows(&self, table_idx: u32) -> u64 {
+        self.table_chunks(table_idx).map(|c| c.rows).sum()
+    }
+
+    /// `_manifest.json` of an export table.
+    pub fn manifest(&self, table_idx: u32) -> serde_json::Value {
+        let t = &self.tables[table_idx as usize];
+        let TableWork::Export(plan) = &t.work else {
+            return serde_json::Value::Null;
+        };
+        let Some(spec) = self.export_spec() else {
+            return serde_json::Value::Null;
+        };
+        let location = spec.output.location().ok();
+        let objects: Vec<_> = self
+            .table_chunks(table_idx)
+            .map(|c| {
+                let key = self.part_key(c);
+                serde_json::json!({
+                    "key": location.as_ref().map(|l| l.key(&key)).unwrap_or(key),
+                    "rows": c.rows,
+                    "bytes": c.bytes,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "pgfleet_manifest_version": 1,
+            "job_id": self.id,
+            "job_name": spec.name,
+            "table": { "schema": plan.table.schema, "name": plan.table.name },
+            "format": spec.output.format,
+            "header": true,
+            "columns": plan.columns,
+            "rows": self.table_chunks(table_idx).map(|c| c.rows).sum::<u64>(),
+            "bytes": self.table_chunks(table_idx).map(|c| c.bytes).sum::<u64>(),
+            "objects": objects,
+        })
+    }
+
+    pub fn manifest_key(&self, table_idx: u32, file: &str) -> String {
+        format!(
+            "{}{file}",
+            table_folder(self.tables[table_idx as usize].name())
+        )
+    }
+
+    pub fn counts(&self) -> ChunkCounts {
+        let mut c = ChunkCounts::default();
+        for ch in &self.chunks {
+            match ch.state {
+                ChunkState::Pending => c.pending += 1,
+                ChunkState::Queued => c.queued += 1,
+                ChunkState::Done => c.done += 1,
+                ChunkState::Failed => c.failed += 1,
+            }
+            c.rows += ch.rows;
+            c.bytes += ch.bytes;
+        }
+        c
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkCounts {
+    pub pending: u64,
+    pub queued: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::KeyChoice;
+    use protocol::{QualifiedName, MESSAGE_VERSION};
+
+    fn spec() -> ExportSpec {
+        let toml = r#"
+kind = "export"
+name = "t"
+[source]
+[tables]
+include = ["public.*"]
+[output]
+url = "file:///tmp/x/"
+"#;
+        match protocol::JobSpec::from_toml(toml).unwrap() {
+            protocol::JobSpec::Export(e) => e,
+            protocol::JobSpec::Restore(_) => unreachable!("export spec above"),
+        }
+    }
+
+    fn job(chunks: usize) -> JobRun {
+        let plan = TablePlan {
+            table: QualifiedName::new("public", "t"),
+            columns: vec!["id".into()],
+            column_types: Vec::new(),
+            key: KeyChoice::Pages,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            chunks: (0..chunks)
+                .map(|_| ChunkRange::Pages { lo: None, hi: None })
+                .collect(),
+        };
+        JobRun::export("j1".into(), spec(), vec![plan], vec![])
+    }
+
+    fn result(chunk: u32, attempt: u32, outcome: Outcome) -> ResultEnvelope {
+        ResultEnvelope {
+            version: MESSAGE_VERSION,
+            task_id: task_id("j1", chunk),
+            job_id: "j1".into(),
+            attempt,
+            worker: "w".into(),
+            outcome,
+        }
+    }
+
+    fn ok(rows: u64) -> Outcome {
+        Outcome::Succeeded {
+            rows,
+            bytes: 10,
+            key: "k".into(),
+        }
+    }
+
+    fn fail(retryable: bool) -> Outcome {
+        Outcome::Failed {
+            error: "boom".into(),
+            retryable,
+        }
+    }
+
+    #[test]
+    fn duplicate_results_count_once() {
+        let mut j = job(2);
+        let now = SystemTime::now();
+        let p = RetryPolicy::default();
+        j.mark_queued(0, 1);
+        assert_eq!(
+            j.apply(&result(0, 1, ok(5)), now, &p),
+            Applied::Done { chunk: 0 }
+        );
+        assert!(matches!(
+            j.apply(&result(0, 1, ok(5)), now, &p),
+            Applied::Ignored(_)
+        ));
+        assert!(matches!(
+            j.apply(&result(0, 1, fail(true)), now, &p),
+            Applied::Ignored(_)
+        ));
+        assert_eq!(j.counts().rows, 5);
+        assert_eq!(j.counts().done, 1);
+    }
+
+    #[test]
+    fn retries_with_backoff_then_fails_naming_table_and_chunk() {
+        let mut j = job(1);
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..Default::default()
+        };
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        j.mark_queued(0, 1);
+        assert_eq!(
+            j.apply(&result(0, 1, fail(true)), t0, &p),
+            Applied::Retry {
+                chunk: 0,
+                attempt: 2
+            }
+        );
+        assert!(j.due(t0, 10).is_empty(), "backoff must delay the retry");
+        assert_eq!(j.due(t0 + Duration::from_secs(1), 10), vec![0]);
+        j.mark_queued(0, 2);
+        // A late failure from attempt 1 is stale.
+        assert!(matches!(
+            j.apply(&result(0, 1, fail(true)), t0, &p),
+            Applied::Ignored(_)
+        ));
+        assert_eq!(
+            j.apply(&result(0, 2, fail(true)), t0, &p),
+            Applied::Retry {
+                chunk: 0,
+                attempt: 3
+            }
+        );
+        assert_eq!(j.chunks[0].not_before, Some(t0 + Duration::from_secs(2)));
+        j.mark_queued(0, 3);
+        assert_eq!(
+            j.apply(&result(0, 3, fail(true)), t0, &p),
+            Applied::Failed { chunk: 0 }
+        );
+        assert_eq!(j.state, JobState::Failed);
+        let err = j.error.unwrap();
+        assert!(
+            err.contains("public.t")
+                && err.contains("part-00000")
+                && err.contains("after 3 attempts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fatal_failure_skips_retries() {
+        let mut j = job(2);
+        j.mark_queued(1, 1);
+        let applied = j.apply(
+            &result(1, 1, fail(false)),
+            SystemTime::now(),
+            &RetryPolicy::default(),
+        );
+        assert_eq!(applied, Applied::Failed { chunk: 1 });
+        assert!(
+            j.due(SystemTime::now(), 10).is_empty(),
+            "a failed job publishes nothing"
+        );
+    }
+
+    #[test]
+    fn late_success_of_an_earlier_attempt_completes_the_chunk() {
+        let mut j = job(1);
+        let p = RetryPolicy::default();
+        j.mark_queued(0, 1);
+        j.apply(&result(0, 1, fail(true)), SystemTime::now(), &p);
+        j.mark_queued(0, 2);
+        assert_eq!(
+            j.apply(&result(0, 1, ok(3)), SystemTime::now(), &p),
+            Applied::Done { chunk: 0 }
+        );
+    }
+
+    #[test]
+    fn manifest_waits_for_every_chunk() {
+        let mut j = job(2);
+        let p = RetryPolicy::default();
+        j.mark_queued(0, 1);
+        j.mark_queued(1, 1);
+        j.apply(&result(0, 1, ok(1)), SystemTime::now(), &p);
+        assert!(j.tables_ready_to_finalize().is_empty());
+        j.apply(&result(1, 1, ok(2)), SystemTime::now(), &p);
+        assert_eq!(j.tables_ready_to_finalize(), vec![0]);
+        let m = j.manifest(0);
+        assert_eq!(m["rows"], 3);
+        assert_eq!(m["objects"][1]["key"], "public.t/part-00001.csv");
+        assert_eq!(j.manifest_key(0, "_SUCCESS"), "public.t/_SUCCESS");
+    }
+
+    #[test]
+    fn task_ids_round_trip() {
+        assert_eq!(
+            parse_task_id(&task_id("job/with/slash", 7)),
+            Some(("job/with/slash", 7))
+        );
+        assert_eq!(parse_task_id("nope"), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! pgfleet coordinator: plans jobs, publishes tasks through a window, tracks results.
+
+pub mod broker;
+pub mod catalog;
+pub mod chunking;
+pub mod cloudwatch;
+pub mod commands;
+pub mod engine;
+pub mod job;
+pub mod metrics;
+pub mod plan;
+pub mod rds;
+pub mod rds_export;
+pub mod restore;
+pub mod store;
+pub mod target;
+pub mod waves;

@@ -1,0 +1,157 @@
+//! `coordinator`: plan pgfleet jobs, publish their tasks, track them to completion.
+
+use clap::{Parser, Subcommand};
+use coordinator::commands;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use worker::logging::{self, LogFormat};
+
+/// pgfleet moves PostgreSQL tables to S3 (export) with a fleet of workers fed by RabbitMQ.
+///
+/// Quick tour:
+///   coordinator plan export.toml            show tables and chunks, touch nothing
+///   coordinator run export.toml --workers 4 one process, no RabbitMQ needed
+///   coordinator serve                       long-running: drives submitted jobs
+///   coordinator submit export.toml --wait   hand a job to `serve`, watch it finish
+///   coordinator status [JOB]                jobs, or one job's tables and chunks
+///   coordinator cancel JOB
+///
+/// Passwords never go in job specs: each process reads PGPASSWORD, ~/.pgpass or the variable
+/// named by `source.password_env`; S3 credentials come from the AWS default chain.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about, verbatim_doc_comment)]
+struct Cli {
+    #[arg(long, global = true, env = "PGFLEET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct StateArgs {
+    /// PostgreSQL URL of the coordinator's state database (created if missing).
+    #[arg(
+        long,
+        env = "PGFLEET_STATE_URL",
+        default_value = "postgresql://postgres@127.0.0.1:5432/pgfleet_state",
+        hide_env_values = true
+    )]
+    state_url: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run submitted jobs: plan, publish tasks to RabbitMQ, collect results. Restart-safe.
+    Serve {
+        #[command(flatten)]
+        state: StateArgs,
+        /// RabbitMQ URL.
+        #[arg(
+            long,
+            env = "PGFLEET_AMQP_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+            hide_env_values = true
+        )]
+        amqp_url: String,
+        /// Queue-name namespace; workers must use the same one.
+        #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// Address for /metrics and /healthz (loopback by default).
+        #[arg(long, env = "PGFLEET_METRICS_ADDR", default_value = "127.0.0.1:9180")]
+        metrics_addr: SocketAddr,
+        /// Publish the task backlog to CloudWatch (metric pgfleet/TaskBacklog, dimension
+        /// Namespace) for the Auto Scaling policy in deploy/aws. AWS credentials and region
+        /// come from the default chain.
+        #[arg(long, env = "PGFLEET_CLOUDWATCH_BACKLOG")]
+        cloudwatch_backlog: bool,
+        /// Seconds between CloudWatch datapoints.
+        #[arg(long, env = "PGFLEET_CLOUDWATCH_INTERVAL", default_value_t = 60)]
+        cloudwatch_interval: u64,
+        /// Custom CloudWatch endpoint (a VPC endpoint, or an emulator).
+        #[arg(long, env = "PGFLEET_CLOUDWATCH_ENDPOINT")]
+        cloudwatch_endpoint: Option<String>,
+    },
+    /// Submit a job spec (TOML) to `coordinator serve`; prints the job id.
+    Submit {
+        spec: PathBuf,
+        /// Wait for the job to finish, showing progress; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show recent jobs, or one job's tables: chunks done / in flight / failed, rows, bytes.
+    Status {
+        job: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Stop a job: nothing more is published; tasks already queued finish and are ignored.
+    Cancel {
+        job: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Run a job in this process with in-process workers (no RabbitMQ, no state database).
+    Run {
+        spec: PathBuf,
+        /// Workers (concurrent chunks) in this process; the source's max_in_flight still applies.
+        #[arg(long, env = "PGFLEET_WORKERS", default_value_t = 4)]
+        workers: usize,
+    },
+    /// Plan a job and print its tables and chunks without running anything.
+    Plan {
+        spec: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let result = match cli.command {
+        Command::Serve {
+            state,
+            amqp_url,
+            namespace,
+            metrics_addr,
+            cloudwatch_backlog,
+            cloudwatch_interval,
+            cloudwatch_endpoint,
+        } => {
+            let cloudwatch = cloudwatch_backlog.then(|| commands::serve::CloudWatchOptions {
+                every: std::time::Duration::from_secs(cloudwatch_interval.max(1)),
+                endpoint: cloudwatch_endpoint,
+            });
+            match protocol::topology::Topology::new(&namespace) {
+                Ok(t) => {
+                    commands::serve::run(&state.state_url, &amqp_url, t, metrics_addr, cloudwatch)
+                        .await
+                }
+                Err(e) => Err(anyhow::anyhow!(e)),
+            }
+        }
+        Command::Submit { spec, wait, state } => {
+            commands::submit::run(&spec, wait, &state.state_url).await
+        }
+        Command::Status { job, json, state } => {
+            commands::status::run(job.as_deref(), json, &state.state_url).await
+        }
+        Command::Cancel { job, state } => commands::status::cancel(&job, &state.state_url).await,
+        Command::Run { spec, workers } => commands::run::run(&spec, workers).await,
+        Command::Plan { spec, json } => commands::plan::run(&spec, json).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Export planning: from a job spec and the source catalog to the list of tables to export,
+//! each split into chunks of similar row counts. The plan is plain data (printable, storable)
+//! and is computed with reads only, so it can run against a hot-standby replica.
+
+use crate::catalog::{self, KeyPoints, PointSource, Relation, TableSize};
+use crate::chunking::{self, KeyDistribution};
+use anyhow::{Context, Result};
+use protocol::spec::ChunkTarget;
+use protocol::{ChunkRange, ColumnType, ExportSpec, QualifiedName};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::GenericClient;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TablePlan {
+    pub table: QualifiedName,
+    /// All non-dropped columns in attnum order (generated columns included: they are readable).
+    pub columns: Vec<String>,
+    /// The type of each column, same order as `columns` (typed formats such as `rds-parquet`
+    /// need them). Empty in plans stored before types were recorded.
+    #[serde(default)]
+    pub column_types: Vec<ColumnType>,
+    pub key: KeyChoice,
+    pub estimated_rows: u64,
+    pub estimated_bytes: u64,
+    /// Never empty; together they cover every row exactly once.
+    pub chunks: Vec<ChunkRange>,
+}
+
+/// How a table is split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyChoice {
+    /// Value ranges of an int2/int4/int8 column.
+    Integer { column: String },
+    /// Heap page (`ctid`) ranges.
+    Pages,
+    /// One chunk: a partitioned table without an integer key.
+    Whole,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportPlan {
+    /// `current_database()` of the source: the first folder of the `rds-parquet` layout. Empty
+    /// in plans stored before it was recorded.
+    #[serde(default)]
+    pub database: String,
+    /// Sorted by table name.
+    pub tables: Vec<TablePlan>,
+    /// Things the user should know (skipped partitions, weak statistics), one line each.
+    pub notes: Vec<String>,
+}
+
+/// Plan an export. `client` is already inside a READ ONLY transaction (REPEATABLE READ when the
+/// job exports a snapshot).
+pub async fn plan_export<C: GenericClient + Sync>(
+    client: &C,
+    spec: &ExportSpec,
+) -> Result<ExportPlan> {
+    let include = spec.tables.include_patterns().map_err(anyhow::Error::msg)?;
+    let exclude = spec.tables.exclude_patterns().map_err(anyhow::Error::msg)?;
+    let overrides = spec.tables.key_overrides().map_err(anyhow::Error::msg)?;
+    let target = spec.chunking.target();
+
+    let database = catalog::current_database(client).await?;
+    let selection = catalog::resolve_tables(client, &include, &exclude).await?;
+    let mut notes = selection.notes;
+    notes.extend(catalog::unused_key_overrides(&overrides, &selection.tables));
+
+    let mut tables = Vec::with_capacity(selection.tables.len());
+    for rel in &selection.tables {
+        let user_key = overrides.get(&rel.name).map(String::as_str);
+        let plan = plan_table(client, rel, user_key, target, &mut notes)
+            .await
+            .with_context(|| format!("planning {}", rel.name.display_name()))?;
+        tables.push(plan);
+    }
+    Ok(ExportPlan {
+        database,
+        tables,
+        notes,
+    })
+}
+
+async fn plan_table<C: GenericClient + Sync>(
+    client: &C,
+    rel: &Relation,
+    user_key: Option<&str>,
+    target: ChunkTarget,
+    notes: &mut Vec<String>,
+) -> Result<TablePlan> {
+    let columns = catalog::columns(client, rel.oid).await?;
+    let primary_key = catalog::single_column_primary_key(client, rel.oid).await?;
+    let key = catalog::choose_key(rel, &columns, primary_key, user_key)?;
+    let size = catalog::table_size(client, rel).await?;
+    if size.sampled_count {
+        notes.push(format!(
+            "{} has no usable statistics (never analyzed?); its row count was extrapolated from a sample",
+            rel.name.display_name()
+        ));
+    }
+    let rows_per_chunk = chunking::rows_per_chunk(target, size.estimated_rows, size.bytes);
+    let wanted = chunking::chunk_count(size.estimated_rows, rows_per_chunk);
+    if size.estimated_rows.div_ceil(rows_per_chunk) > wanted {
+        notes.push(format!(
+            "{}: chunk size too small; using {wanted} chunks",
+            rel.name.display_name()
+        ));
+    }
+
+    let chunks = match &key.choice {
+        KeyChoice::Whole => vec![ChunkRange::All],
+        KeyChoice::Pages => {
+            let pages = u32::try_from(size.pages).context("heap has more than 2^32 pages")?;
+            chunking::plan_page_chunks(pages, size.estimated_rows, rows_per_chunk)
+        }
+        KeyChoice::Integer { column } => {
+            let dist = if wanted > 1 {
+                key_distribution(client, &rel.name, column, &size, wanted, notes).await?
+            } else {
+                None // one chunk: no need to look at the key at all
+            };
+            chunking::plan_key_chunks(
+                column,
+                dist.as_ref(),
+                size.estimated_rows,
+                rows_per_chunk,
+                key.nullable,
+            )
+        }
+    };
+    Ok(TablePlan {
+        table: rel.name.clone(),
+        column_types: columns.iter().map(|c| c.pg_type.clone()).collect(),
+        columns: columns.into_iter().map(|c| c.name).collect(),
+        key: key.choice,
+        estimated_rows: size.estimated_rows,
+        estimated_bytes: size.bytes,
+        chunks,
+    })
+}
+
+/// min/max and quantile points of an integer key; `None` when the key has no non-null value.
+async fn key_distribution<C: GenericClient + Sync>(
+    client: &C,
+    table: &QualifiedName,
+    column: &str,
+    size: &TableSize,
+    chunks: u64,
+    notes: &mut Vec<String>,
+) -> Result<Option<KeyDistribution>> {
+    let Some((min, max)) = catalog::key_min_max(client, table, column).await? else {
+        return Ok(None);
+    };
+    let KeyPoints { points, source } =
+        catalog::key_points(client, table, column, size, chunks).await?;
+    match source {
+        PointSource::Sample | PointSource::AllKeys => {}
+        PointSource::Histogram => notes.push(format!(
+            "{}: chunk boundaries come from ANALYZE statistics (the sample was too small); \
+             chunk sizes may be uneven if the table changed since",
+            table.display_name()
+        )),
+        PointSource::MinMaxOnly => notes.push(format!(
+            "{}: no usable sample or statistics for {column:?}; chunks are equal strides of \
+             {min}..{max} and may be very uneven (run ANALYZE on the primary)",
+            table.display_name()
+        )),
+    }
+    Ok(Some(KeyDistribution::new(min, max, points)))
+}

@@ -1,0 +1,632 @@
+//! Restore jobs on the coordinator side: plan (export inventory × target catalog → waves and
+//! file tasks, with every problem found), prepare the target (ledger, truncate, drop cycle
+//! foreign keys and deferred indexes), finish (put them back, validate, reset sequences), and
+//! undo after a failure. The loading itself is the workers' `RestoreFile` tasks.
+
+use crate::job::{ChunkWork, FilePiece, JobRun, RestoreState, RestoreTable, TableRun, TableWork};
+use crate::rds::{self, ExportTable};
+use crate::target::{self, ForeignKey, TargetCatalog, TargetTable};
+use crate::waves::{plan_waves, FkEdge};
+use anyhow::{anyhow, Context, Result};
+use futures::StreamExt;
+use protocol::spec::{NonEmptyPolicy, RestoreSpec};
+use protocol::{
+    JobSpec, LedgerKey, ObjectRef, QualifiedName, RestoreColumn, RestoreFile, RowGroupRange,
+};
+use std::collections::{BTreeMap, HashMap};
+use worker::context::WorkerContext;
+
+/// A planned restore and everything found wrong on the way. Problems stop the job before
+/// anything loads; warnings are reported.
+pub struct RestorePlan {
+    pub job: JobRun,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Connect to the target (writable, unlike export sources).
+pub async fn connect(spec: &RestoreSpec) -> Result<tokio_postgres::Client> {
+    let cfg = worker::pg::pg_config(&spec.target.conn()).map_err(|e| anyhow!(e.message))?;
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| anyhow!("connecting to the target: {}", crate::store::db_message(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "target connection closed");
+        }
+    });
+    Ok(client)
+}
+
+struct Selected<'a> {
+    export: &'a ExportTable,
+    target: &'a TargetTable,
+}
+
+pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<RestorePlan> {
+    let root = spec.export_location().map_err(|e| anyhow!(e))?;
+    let inventory = rds::discover(
+        ctx,
+        &root,
+        &spec.export.s3,
+        &spec.export.database,
+        spec.export.require_success,
+    )
+    .await?;
+    let client = connect(spec).await?;
+    let catalog = target::load(&client).await?;
+    let include = spec.tables.include_patterns().map_err(|e| anyhow!(e))?;
+    let exclude = spec.tables.exclude_patterns().map_err(|e| anyhow!(e))?;
+    let wanted = |name: &QualifiedName| {
+        include.iter().any(|p| p.matches(name)) && !exclude.iter().any(|p| p.matches(name))
+    };
+
+    let mut problems = inventory.problems.clone();
+    let warnings = inventory.warnings.clone();
+    let mut notes = Vec::new();
+
+    // Export tables → target tables, through the metadata's names (never folder names).
+    let mut selected: Vec<Selected> = Vec::new();
+    for t in &inventory.tables {
+        match catalog.resolve(&t.schema_and_table) {
+            Some(target) if wanted(&target.name) => selected.push(Selected { export: t, target }),
+            Some(target) => notes.push(format!(
+                "{} excluded by the job's table patterns",
+                target.name.display_name()
+            )),
+            None => {
+                let guess = guess_name(&t.schema_and_table);
+                if guess.as_ref().is_some_and(|g| !wanted(g)) {
+                    notes.push(format!(
+                        "{} excluded by the job's table patterns",
+                        t.schema_and_table
+                    ));
+                } else {
+                    problems.push(format!(
+                        "export table {} has no table in the target database: load the schema first, or exclude it",
+                        t.target
+                    ));
+                }
+            }
+        }
+    }
+    drop_duplicate_partitions(&mut selected, &mut notes);
+
+    // Columns, by name.
+    let mut columns: Vec<Vec<RestoreColumn>> = Vec::new();
+    for s in &selected {
+        let (cols, mut found) = match_columns(s.export, s.target);
+        problems.append(&mut found);
+        columns.push(cols);
+    }
+
+    // Tables that already hold rows not loaded from this export.
+    let export_name = spec.export.url.clone();
+    let ledger_exists: bool = client
+        .query_one(
+            "SELECT to_regclass('pgfleet_restore.ledger') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut truncate = Vec::new();
+    let mut skip = vec![false; selected.len()];
+    for (i, s) in selected.iter().enumerate() {
+        let name = &s.target.name;
+        if !target::has_rows(&client, name).await? {
+            continue;
+        }
+        let resumed = ledger_exists
+            && worker::restore::ledger::loaded_rows(&client, &export_name, name).await? > 0;
+        if resumed {
+            notes.push(format!(
+                "{}: resuming a restore of this export",
+                name.display_name()
+            ));
+            continue;
+        }
+        match spec.policy.non_empty {
+            NonEmptyPolicy::Fail => problems.push(format!(
+                "target table {} is not empty: empty it, or set policy.non_empty = \"skip\" or \"truncate\"",
+                name.display_name()
+            )),
+            NonEmptyPolicy::Skip => {
+                skip[i] = true;
+                notes.push(format!("{}: not empty, skipped (policy.non_empty = skip)", name.display_name()));
+            }
+            NonEmptyPolicy::Truncate => truncate.push(name.clone()),
+        }
+    }
+    let (selected, columns): (Vec<Selected>, Vec<Vec<RestoreColumn>>) = selected
+        .into_iter()
+        .zip(columns)
+        .zip(skip)
+        .filter(|(_, skip)| !skip)
+        .map(|(sc, _)| sc)
+        .unzip();
+
+    // Foreign-key waves among the tables being loaded.
+    let names: Vec<QualifiedName> = selected.iter().map(|s| s.target.name.clone()).collect();
+    let (edges, edge_fks) = fk_edges(&catalog, &names);
+    let waves = plan_waves(names.len(), &edges);
+    for &e in &waves.cycle_edges {
+        let fk = &edge_fks[e];
+        notes.push(format!(
+            "foreign key {} on {} is part of a cycle: dropped during the load, re-added and validated after",
+            fk.name,
+            fk.table.display_name()
+        ));
+    }
+    // Tables wait only for what a foreign key checked during the load needs: with deferred
+    // keys nothing is checked until the end, so every table can load at once.
+    let enforced_edges: Vec<FkEdge> = if spec.policy.defer_foreign_keys {
+        Vec::new()
+    } else {
+        edges.clone()
+    };
+    let enforced = plan_waves(names.len(), &enforced_edges);
+    let dropped_fks: Vec<ForeignKey> = if spec.policy.defer_foreign_keys {
+        if edge_fks.len() > waves.cycle_edges.len() {
+            notes.push(format!(
+                "{} foreign key(s) between loaded tables are deferred: re-added and validated once after the load (policy.defer_foreign_keys)",
+                edge_fks.len() - waves.cycle_edges.len()
+            ));
+        }
+        edge_fks.clone()
+    } else {
+        waves
+            .cycle_edges
+            .iter()
+            .map(|&e| edge_fks[e].clone())
+            .collect()
+    };
+
+    let mut wave_of = vec![0u32; names.len()];
+    for (w, members) in waves.waves.iter().enumerate() {
+        for &t in members {
+            wave_of[t] = w as u32;
+        }
+    }
+    let mut tables = Vec::new();
+    for (i, (s, cols)) in selected.iter().zip(columns).enumerate() {
+        let pieces = split_files(s.export, spec.split.rows_per_task);
+        tables.push((
+            TableRun {
+                work: TableWork::Restore(RestoreTable {
+                    table: s.target.name.clone(),
+                    columns: cols,
+                    expected_rows: s.export.rows,
+                    wave: wave_of[i],
+                }),
+                finalized: false,
+                depends_on: enforced.depends_on[i].iter().map(|&d| d as u32).collect(),
+            },
+            pieces.into_iter().map(ChunkWork::Restore).collect(),
+        ));
+    }
+    let dropped_indexes = if spec.policy.defer_indexes {
+        target::secondary_indexes(&client, &names).await?
+    } else {
+        Vec::new()
+    };
+    let sequences = if spec.policy.reset_sequences {
+        target::owned_sequences(&client, &names).await?
+    } else {
+        Vec::new()
+    };
+    let mut job = JobRun::new(
+        id.to_string(),
+        JobSpec::Restore(spec.clone()),
+        tables,
+        notes,
+    );
+    job.restore = Some(RestoreState {
+        export: export_name,
+        waves: waves
+            .waves
+            .iter()
+            .map(|w| w.iter().map(|&t| t as u32).collect())
+            .collect(),
+        dropped_fks,
+        dropped_indexes,
+        sequences,
+        truncate,
+        restored: false,
+    });
+    Ok(RestorePlan {
+        job,
+        problems,
+        warnings,
+    })
+}
+
+/// Best guess at `schema.table` for a name missing from the target (only for exclusions).
+fn guess_name(schema_and_table: &str) -> Option<QualifiedName> {
+    let (schema, table) = schema_and_table.split_once('.')?;
+    Some(QualifiedName::new(schema, table))
+}
+
+/// Load each row exactly once: a partitioned table exported with rows is loaded through the
+/// parent (rows route to their partitions) and its partitions' own exports are skipped; an
+/// exported parent without rows is skipped when its partitions were exported.
+fn drop_duplicate_partitions(selected: &mut Vec<Selected>, notes: &mut Vec<String>) {
+    let with_rows: Vec<QualifiedName> = selected
+        .iter()
+        .filter(|s| s.export.rows > 0)
+        .map(|s| s.target.name.clone())
+        .collect();
+    let ancestors_of_selected: Vec<QualifiedName> = selected
+        .iter()
+        .flat_map(|s| s.target.ancestors.iter().cloned())
+        .collect();
+    selected.retain(|s| {
+        let name = &s.target.name;
+        if let Some(a) = s.target.ancestors.iter().find(|a| with_rows.contains(a)) {
+            notes.push(format!(
+                "{}: skipped, its rows are loaded through the exported partitioned table {}",
+                name.display_name(),
+                a.display_name()
+            ));
+            return false;
+        }
+        if s.target.partitioned && s.export.rows == 0 && ancestors_of_selected.contains(name) {
+            notes.push(format!(
+                "{}: skipped, the export holds its rows in its partitions",
+                name.display_name()
+            ));
+            return false;
+        }
+        true
+    });
+}
+
+/// Map export columns to target columns by name. Generated target columns are left out of
+/// the COPY (they cannot be written); anything else missing on either side is a problem.
+fn match_columns(export: &ExportTable, target: &TargetTable) -> (Vec<RestoreColumn>, Vec<String>) {
+    let mut problems = Vec::new();
+    let table = target.name.display_name();
+    let export_names: Vec<String> = if !export.columns.is_empty() {
+        export
+            .columns
+            .iter()
+            .map(|c| c.column_name.clone())
+            .collect()
+    } else {
+        export
+            .files
+            .first()
+            .map(|f| f.fields.clone())
+            .unwrap_or_default()
+    };
+    let by_name: HashMap<&str, &target::TargetColumn> = target
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c))
+        .collect();
+    let mut cols = Vec::new();
+    for name in &export_names {
+        match by_name.get(name.as_str()) {
+            Some(c) if c.generated => {}
+            Some(c) => {
+                if let Some(p) = type_problem(export, name, c) {
+                    problems.push(format!("{table}.{name}: {p}"));
+                }
+                cols.push(RestoreColumn {
+                    source: name.clone(),
+                    target: name.clone(),
+                });
+            }
+            None => problems.push(format!(
+                "{table}: the export has column {name:?}, the target table does not"
+            )),
+        }
+    }
+    for c in &target.columns {
+        if !c.generated && !export_names.contains(&c.name) {
+            problems.push(format!(
+                "{table}: target column {:?} ({}) is not in the export",
+                c.name, c.type_display
+            ));
+        }
+    }
+    (cols, problems)
+}
+
+/// Values that PostgreSQL cannot parse into the target type, judged from the export metadata.
+fn type_problem(
+    export: &ExportTable,
+    column: &str,
+    target: &target::TargetColumn,
+) -> Option<String> {
+    let exported = export
+        .columns
+        .iter()
+        .find(|c| c.column_name == column)?
+        .expected_exported_type
+        .to_ascii_lowercase();
+    let raw_binary = exported.starts_with("binary") && !exported.contains("utf8");
+    let is_bytea = target.typname == "bytea";
+    if raw_binary && !is_bytea {
+        return Some(format!(
+            "exported as raw binary but the target type is {}",
+            target.type_display
+        ));
+    }
+    let numeric_target = matches!(
+        target.typname.as_str(),
+        "int2" | "int4" | "int8" | "float4" | "float8" | "numeric" | "money" | "oid"
+    );
+    if exported == "boolean" && numeric_target {
+        return Some(format!(
+            "exported as boolean but the target type is {}",
+            target.type_display
+        ));
+    }
+    if matches!(exported.as_str(), "int32" | "int64" | "double" | "float")
+        && (is_bytea || target.typname == "bool")
+    {
+        return Some(format!(
+            "exported as {exported} but the target type is {}",
+            target.type_display
+        ));
+    }
+    None
+}
+
+/// FK edges among the loaded tables (by index), with the constraint behind each edge.
+/// A foreign key on or to a partition is attributed to the loaded table that holds it.
+fn fk_edges(catalog: &TargetCatalog, names: &[QualifiedName]) -> (Vec<FkEdge>, Vec<ForeignKey>) {
+    let index: BTreeMap<&QualifiedName, usize> =
+        names.iter().enumerate().map(|(i, n)| (n, i)).collect();
+    let owner = |t: &QualifiedName| -> Option<usize> {
+        if let Some(&i) = index.get(t) {
+            return Some(i);
+        }
+        // A partition's rows load through an ancestor, or a parent's through its partitions.
+        catalog
+            .find(t)
+            .and_then(|tt| tt.ancestors.iter().find_map(|a| index.get(a).copied()))
+    };
+    let mut edges = Vec::new();
+    let mut fks = Vec::new();
+    for fk in &catalog.foreign_keys {
+        if let (Some(a), Some(b)) = (owner(&fk.table), owner(&fk.referenced)) {
+            edges.push(FkEdge {
+                referencing: a,
+                referenced: b,
+            });
+            fks.push(fk.clone());
+        }
+    }
+    (edges, fks)
+}
+
+/// One task per file, or per run of whole row groups when a file holds more than
+/// `rows_per_task` rows.
+fn split_files(export: &ExportTable, rows_per_task: u64) -> Vec<FilePiece> {
+    let mut pieces = Vec::new();
+    for f in &export.files {
+        let total: u64 = f.row_groups.iter().sum();
+        if total <= rows_per_task || f.row_groups.len() <= 1 {
+            pieces.push(FilePiece {
+                key: f.key.clone(),
+                size: f.size,
+                row_groups: None,
+                rows: total,
+            });
+            continue;
+        }
+        let mut start = 0usize;
+        let mut rows = 0u64;
+        for (i, &n) in f.row_groups.iter().enumerate() {
+            rows += n;
+            let last = i + 1 == f.row_groups.len();
+            if rows >= rows_per_task || last {
+                pieces.push(FilePiece {
+                    key: f.key.clone(),
+                    size: f.size,
+                    row_groups: Some(RowGroupRange {
+                        start: start as u32,
+                        end: (i + 1) as u32,
+                    }),
+                    rows,
+                });
+                start = i + 1;
+                rows = 0;
+            }
+        }
+    }
+    pieces
+}
+
+/// The worker task for one piece of one file.
+pub fn task(
+    job: &JobRun,
+    spec: &RestoreSpec,
+    table: &RestoreTable,
+    piece: &FilePiece,
+) -> Result<RestoreFile> {
+    let location = spec.export_location().map_err(|e| anyhow!(e))?;
+    let export = job
+        .restore
+        .as_ref()
+        .map(|r| r.export.clone())
+        .unwrap_or_else(|| spec.export.url.clone());
+    let range = piece
+        .row_groups
+        .map(|r| format!("#{}-{}", r.start, r.end))
+        .unwrap_or_default();
+    Ok(RestoreFile {
+        target: spec.target.conn(),
+        table: table.table.clone(),
+        columns: table.columns.clone(),
+        object: ObjectRef {
+            location,
+            key: piece.key.clone(),
+            size: piece.size,
+            s3: spec.export.s3.clone(),
+        },
+        row_groups: piece.row_groups,
+        ledger: LedgerKey {
+            export,
+            piece: format!("{}{range}", piece.key),
+        },
+        expected_rows: piece.rows,
+    })
+}
+
+fn state(job: &JobRun) -> Result<(&RestoreSpec, &RestoreState)> {
+    match (job.restore_spec(), job.restore.as_ref()) {
+        (Some(s), Some(r)) => Ok((s, r)),
+        _ => Err(anyhow!("job {} is not a restore", job.id)),
+    }
+}
+
+/// Before any load: the ledger, TRUNCATE where the policy says so, drop cycle foreign keys and
+/// deferred indexes. Runs after the plan (with these lists) is saved, so it can be undone.
+pub async fn prepare(job: &JobRun) -> Result<()> {
+    let (spec, st) = state(job)?;
+    let client = connect(spec).await?;
+    client
+        .batch_execute(worker::restore::ledger::LEDGER_DDL)
+        .await
+        .context("creating the pgfleet_restore ledger in the target")?;
+    if !st.truncate.is_empty() {
+        let list: Vec<String> = st.truncate.iter().map(QualifiedName::quoted).collect();
+        client
+            .batch_execute(&format!("TRUNCATE {}", list.join(", ")))
+            .await
+            .with_context(|| format!("TRUNCATE {}", list.join(", ")))?;
+    }
+    for fk in &st.dropped_fks {
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                fk.table.quoted(),
+                protocol::quote_ident(&fk.name)
+            ))
+            .await
+            .with_context(|| {
+                format!(
+                    "dropping foreign key {} on {}",
+                    fk.name,
+                    fk.table.display_name()
+                )
+            })?;
+    }
+    for ix in &st.dropped_indexes {
+        client
+            .batch_execute(&format!("DROP INDEX IF EXISTS {}", ix.name))
+            .await
+            .with_context(|| format!("dropping index {}", ix.name))?;
+    }
+    Ok(())
+}
+
+/// After every table loaded: rebuild deferred indexes, re-add cycle foreign keys NOT VALID and
+/// VALIDATE them (no superuser needed), and set sequences past the loaded maxima.
+pub async fn finish(job: &JobRun) -> Result<()> {
+    let (spec, st) = state(job)?;
+    put_back(spec, st, true).await?;
+    let client = connect(spec).await?;
+    for s in &st.sequences {
+        let sql = format!(
+            "SELECT setval($1::text::regclass, m) FROM (SELECT max({})::bigint AS m FROM {}) x WHERE m IS NOT NULL",
+            protocol::quote_ident(&s.column),
+            s.table.quoted()
+        );
+        client
+            .execute(&sql, &[&s.sequence])
+            .await
+            .with_context(|| format!("resetting sequence {}", s.sequence))?;
+    }
+    Ok(())
+}
+
+/// After a failure or cancel: put constraints and indexes back. Foreign keys are re-added NOT
+/// VALID and validated when the partial data allows; otherwise they stay NOT VALID (reported).
+pub async fn undo(job: &JobRun) -> Result<()> {
+    let (spec, st) = state(job)?;
+    put_back(spec, st, false).await
+}
+
+/// Rebuild dropped indexes and re-add dropped foreign keys (NOT VALID: metadata only), then
+/// VALIDATE the keys in parallel over up to `max_connections` sessions: each validation is one
+/// set-based check, and they only share non-conflicting locks on the referenced tables.
+async fn put_back(spec: &RestoreSpec, st: &RestoreState, must_validate: bool) -> Result<()> {
+    let client = connect(spec).await?;
+    for ix in &st.dropped_indexes {
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&ix.name])
+            .await?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(&ix.definition)
+                .await
+                .with_context(|| format!("rebuilding index {}", ix.name))?;
+        }
+    }
+    for fk in &st.dropped_fks {
+        let exists: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = $2::text::regclass)",
+                &[&fk.name, &fk.table.quoted()],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
+                    fk.table.quoted(),
+                    protocol::quote_ident(&fk.name),
+                    fk.definition
+                ))
+                .await
+                .with_context(|| {
+                    format!(
+                        "re-adding foreign key {} on {}",
+                        fk.name,
+                        fk.table.display_name()
+                    )
+                })?;
+        }
+    }
+    drop(client);
+    let sessions = (spec.target.max_connections as usize).clamp(1, 8);
+    let results: Vec<Result<()>> = futures::stream::iter(st.dropped_fks.iter())
+        .map(|fk| validate(spec, fk, must_validate))
+        .buffer_unordered(sessions)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+async fn validate(spec: &RestoreSpec, fk: &ForeignKey, must_validate: bool) -> Result<()> {
+    let client = connect(spec).await?;
+    let validated = client
+        .batch_execute(&format!(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            fk.table.quoted(),
+            protocol::quote_ident(&fk.name)
+        ))
+        .await;
+    match validated {
+        Ok(()) => Ok(()),
+        Err(e) if must_validate => Err(anyhow!(
+            "foreign key {} on {} does not hold for the loaded data: {}",
+            fk.name,
+            fk.table.display_name(),
+            crate::store::db_message(&e)
+        )),
+        Err(e) => {
+            tracing::warn!(
+                fk = %fk.name, table = %fk.table.display_name(), error = %crate::store::db_message(&e),
+                "foreign key re-added NOT VALID: the partially loaded data does not satisfy it"
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The restore target's catalog: tables, columns, partitions, foreign keys, owned sequences and
+//! secondary indexes. Read once at planning; names come back unquoted and are always quoted
+//! when spliced into SQL.
+
+use anyhow::Result;
+use protocol::QualifiedName;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tokio_postgres::types::Oid;
+use tokio_postgres::GenericClient;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetColumn {
+    pub name: String,
+    pub typname: String,
+    /// `format_type()`, for messages.
+    pub type_display: String,
+    /// Stored generated columns cannot be in a COPY column list.
+    pub generated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetTable {
+    pub oid: Oid,
+    pub name: QualifiedName,
+    pub partitioned: bool,
+    /// Parent, grandparent … for a partition.
+    pub ancestors: Vec<QualifiedName>,
+    pub columns: Vec<TargetColumn>,
+}
+
+/// A foreign key as declared (top-level constraints only; partitions inherit them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub table: QualifiedName,
+    pub referenced: QualifiedName,
+    /// `pg_get_constraintdef`: enough to re-create it.
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedSequence {
+    pub table: QualifiedName,
+    pub column: String,
+    /// Already quoted (`regclass` output).
+    pub sequence: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondaryIndex {
+    pub table: QualifiedName,
+    /// Already quoted (`regclass` output).
+    pub name: String,
+    pub definition: String,
+}
+
+pub struct TargetCatalog {
+    pub tables: Vec<TargetTable>,
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+impl TargetCatalog {
+    pub fn find(&self, name: &QualifiedName) -> Option<&TargetTable> {
+        self.tables.iter().find(|t| &t.name == name)
+    }
+
+    /// Resolve an RDS `schema.table` string, which may contain dots, against real tables.
+    pub fn resolve(&self, schema_and_table: &str) -> Option<&TargetTable> {
+        self.tables
+            .iter()
+            .find(|t| format!("{}.{}", t.name.schema, t.name.name) == schema_and_table)
+    }
+}
+
+const USER_TABLES: &str = "
+    SELECT c.oid, n.nspname, c.relname, c.relkind = 'p'
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgfleet_restore')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+    ORDER BY n.nspname, c.relname";
+
+pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> {
+    let mut tables: Vec<TargetTable> = client
+        .query(USER_TABLES, &[])
+        .await?
+        .iter()
+        .map(|r| TargetTable {
+            oid: r.get(0),
+            name: QualifiedName::new(r.get::<_, String>(1), r.get::<_, String>(2)),
+            partitioned: r.get(3),
+            ancestors: Vec::new(),
+            columns: Vec::new(),
+        })
+        .collect();
+    let by_oid: HashMap<Oid, QualifiedName> =
+        tables.iter().map(|t| (t.oid, t.name.clone())).collect();
+    let index: HashMap<Oid, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+
+    let parents: HashMap<Oid, Oid> = client
+        .query(
+            "SELECT i.inhrelid, i.inhparent FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE c.relispartition",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for t in tables.iter_mut() {
+        let mut cur = t.oid;
+        while let Some(p) = parents.get(&cur) {
+            if let Some(name) = by_oid.get(p) {
+                t.ancestors.push(name.clone());
+            }
+            cur = *p;
+        }
+    }
+
+    let oids: Vec<Oid> = tables.iter().map(|t| t.oid).collect();
+    for r in client
+        .query(
+            "SELECT a.attrelid, a.attname, t.typname, format_type(a.atttypid, a.atttypmod), a.attgenerated <> ''
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attrelid, a.attnum",
+            &[&oids],
+        )
+        .await?
+    {
+        if let Some(&i) = index.get(&r.get::<_, Oid>(0)) {
+            tables[i].columns.push(TargetColumn {
+                name: r.get(1),
+                typname: r.get(2),
+                type_display: r.get(3),
+                generated: r.get(4),
+            });
+        }
+    }
+
+    let foreign_keys = client
+        .query(
+            "SELECT con.conname, con.conrelid, con.confrelid, pg_get_constraintdef(con.oid)
+             FROM pg_constraint con
+             WHERE con.contype = 'f' AND con.conparentid = 0
+             ORDER BY con.conrelid, con.conname",
+            &[],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| {
+            Some(ForeignKey {
+                name: r.get(0),
+                table: by_oid.get(&r.get::<_, Oid>(1))?.clone(),
+                referenced: by_oid.get(&r.get::<_, Oid>(2))?.clone(),
+                definition: r.get(3),
+            })
+        })
+        .collect();
+    Ok(TargetCatalog {
+        tables,
+        foreign_keys,
+    })
+}
+
+/// Sequences owned by columns of `tables` (serial and identity).
+pub async fn owned_sequences<C: GenericClient + Sync>(
+    client: &C,
+    tables: &[QualifiedName],
+) -> Result<Vec<OwnedSequence>> {
+    let names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
+    Ok(client
+        .query(
+            "SELECT n.nspname, c.relname, a.attname, s.oid::regclass::text
+             FROM pg_depend d
+             JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+             JOIN pg_class c ON c.oid = d.refobjid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+               AND d.deptype IN ('a', 'i')
+               AND d.refobjid = ANY (SELECT unnest($1::text[])::regclass::oid)
+             ORDER BY 1, 2, 3",
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| OwnedSequence {
+            table: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            column: r.get(2),
+            sequence: r.get(3),
+        })
+        .collect())
+}
+
+/// Indexes of `tables` that back no constraint (so they can be dropped and rebuilt), skipping
+/// partitions of partitioned indexes (dropping the parent index drops them).
+pub async fn secondary_indexes<C: GenericClient + Sync>(
+    client: &C,
+    tables: &[QualifiedName],
+) -> Result<Vec<SecondaryIndex>> {
+    let names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
+    Ok(client
+        .query(
+            "SELECT n.nspname, c.relname, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+             FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE i.indrelid = ANY (SELECT unnest($1::text[])::regclass::oid)
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+               AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+             ORDER BY 1, 2, 3",
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| SecondaryIndex {
+            table: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            name: r.get(2),
+            definition: r.get(3),
+        })
+        .collect())
+}
+
+pub async fn has_rows<C: GenericClient + Sync>(client: &C, table: &QualifiedName) -> Result<bool> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", table.quoted());
+    Ok(client.query_one(&sql, &[]).await?.get(0))
+}
