@@ -1,0 +1,150 @@
+//! Child processes of the real binaries, killed when the guard drops, with their logs kept in
+//! files so a failing test can show them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Spawn `cmd`, sending stdout and stderr to a log file.
+    pub fn spawn(name: &str, mut cmd: Command) -> Self {
+        let log = std::env::temp_dir().join(format!(
+            "{}.log",
+            crate::unique(&format!("pgfleet-{name}-"))
+        ));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let child = cmd
+            .stdout(Stdio::from(file.try_clone().expect("dup log file")))
+            .stderr(Stdio::from(file))
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {name}: {e}"));
+        Self {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait up to `secs` for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self, secs: u64) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} log ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.logs()
+            );
+        }
+    }
+}
+
+/// A fleet for one test: a `coordinator serve` and workers sharing a private queue namespace
+/// and state database, so parallel tests never see each other's messages.
+pub struct Fleet {
+    pub namespace: String,
+    pub state_url: String,
+    pub coordinator: Proc,
+    pub workers: Vec<Proc>,
+}
+
+impl Fleet {
+    pub fn start(state_url: &str, workers: usize, concurrency: u16) -> Self {
+        crate::set_aws_env();
+        let namespace = crate::unique("pgfleet-test-");
+        let coordinator = Proc::spawn("coordinator", Self::serve_cmd(state_url, &namespace));
+        let workers = (0..workers)
+            .map(|i| {
+                Proc::spawn(
+                    &format!("worker{i}"),
+                    Self::worker_cmd(&namespace, concurrency, i),
+                )
+            })
+            .collect();
+        Self {
+            namespace,
+            state_url: state_url.to_string(),
+            coordinator,
+            workers,
+        }
+    }
+
+    pub fn serve_cmd(state_url: &str, namespace: &str) -> Command {
+        let mut cmd = Command::new(crate::bin("coordinator"));
+        cmd.args(["serve", "--metrics-addr", "127.0.0.1:0"])
+            .env("PGFLEET_STATE_URL", state_url)
+            .env("PGFLEET_AMQP_URL", crate::amqp_url())
+            .env("PGFLEET_NAMESPACE", namespace);
+        cmd
+    }
+
+    pub fn worker_cmd(namespace: &str, concurrency: u16, i: usize) -> Command {
+        let mut cmd = Command::new(crate::bin("worker"));
+        cmd.args(["--metrics-addr", "127.0.0.1:0"])
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("--name")
+            .arg(format!("w{i}"))
+            .env("PGFLEET_AMQP_URL", crate::amqp_url())
+            .env("PGFLEET_NAMESPACE", namespace);
+        cmd
+    }
+
+    /// `coordinator <args>` against this fleet's state database; returns (status, stdout, stderr).
+    pub fn coordinator(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(crate::bin("coordinator"))
+            .args(args)
+            .env("PGFLEET_STATE_URL", &self.state_url)
+            .output()
+            .expect("run coordinator");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
