@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Export benchmark (not a test): pgfleet exporting bench_db's order_items (8M rows at scale 1)
+# to the local S3-compatible server with an `x-` prefix on every value, against a raw
+# single-connection `COPY order_items TO STDOUT (FORMAT csv)` to /dev/null, in the same run.
+#
+#   deploy/local/bench_export.sh                 # scale 1 (8M rows), 2 workers
+#   SCALE=0.1 WORKERS=2 CONCURRENCY=1 deploy/local/bench_export.sh
+#
+# Prints the time ratio (pgfleet / baseline; lower is better) and each worker's peak RSS.
+set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=deploy/local/env.sh
+. "$PGFLEET_REPO/deploy/local/env.sh"
+pgf_cargo_path
+
+SCALE=${SCALE:-1}
+WORKERS=${WORKERS:-2}
+CONCURRENCY=${CONCURRENCY:-1}
+IN_FLIGHT=${IN_FLIGHT:-$((WORKERS * CONCURRENCY))}
+DB=${BENCH_DB:-bench}
+PSQL=(psql -X -q -h 127.0.0.1 -U postgres)
+
+bash "$PGFLEET_REPO/deploy/local/services.sh" start
+pgf_bench_db "$SCALE" "$DB"
+pgf_release_build
+BIN="$PGFLEET_REPO/target/release"
+
+work=$(mktemp -d)
+ns="bench-$$-$RANDOM"
+bucket="bench-$$-$RANDOM"
+state_url="postgresql://postgres@127.0.0.1:5432/pgfleet_bench_state"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The bucket: the S3 server is s3s-fs, whose buckets are folders of its data directory.
+mkdir -p "$PGFLEET_LOCAL_DIR/s3/$bucket"
+
+cat >"$work/export.toml" <<TOML
+kind = "export"
+name = "bench-order-items"
+[source]
+url = "postgresql://postgres@127.0.0.1:5432/$DB"
+max_in_flight = $IN_FLIGHT
+[tables]
+include = ["public.order_items"]
+[chunking]
+rows_per_chunk = 500000
+[output]
+url = "s3://$bucket/bench/"
+part_size = "8MiB"
+parts_in_flight = 2
+s3 = { endpoint = "$PGFLEET_TEST_S3_ENDPOINT", force_path_style = true }
+[[transform]]
+columns = "*"
+prefix = "x-"
+TOML
+
+baseline() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "${PSQL[@]}" -d "$DB" -c "COPY order_items TO STDOUT (FORMAT csv)" >/dev/null
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
+}
+
+echo "warming the cache"
+baseline >/dev/null
+b1=$(baseline)
+echo "baseline COPY: ${b1}s"
+
+PGFLEET_NAMESPACE=$ns "$BIN/coordinator" serve --state-url "$state_url" --metrics-addr 127.0.0.1:0 >"$work/coordinator.log" 2>&1 &
+pids+=($!)
+wpids=()
+for i in $(seq 1 "$WORKERS"); do
+    PGFLEET_NAMESPACE=$ns "$BIN/worker" --concurrency "$CONCURRENCY" --metrics-addr 127.0.0.1:0 --name "bench$i" >"$work/worker$i.log" 2>&1 &
+    pids+=($!)
+    wpids+=($!)
+done
+sleep 1
+t0=$(date +%s.%N)
+"$BIN/coordinator" submit "$work/export.toml" --wait --state-url "$state_url" >/dev/null
+t1=$(date +%s.%N)
+fleet=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+echo "pgfleet export: ${fleet}s ($WORKERS workers x $CONCURRENCY, max_in_flight $IN_FLIGHT)"
+
+b2=$(baseline)
+echo "baseline COPY again: ${b2}s"
+for i in "${!wpids[@]}"; do
+    rss=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/${wpids[$i]}/status")
+    echo "worker $((i + 1)) peak RSS: ${rss} MiB"
+done
+ratio=$(awk -v f="$fleet" -v x="$b1" -v y="$b2" 'BEGIN { printf "%.3f", f / ((x + y) / 2) }')
+echo "RESULT ratio pgfleet/baseline = $ratio (target <= 1.0)"
+rm -rf "${PGFLEET_LOCAL_DIR:?}/s3/$bucket"
