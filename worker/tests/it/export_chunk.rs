@@ -3,9 +3,8 @@
 //! csv.gz, to S3 (single PUT and multipart) and to files, over key and page ranges; failures
 //! are classified and leave no object and no pending multipart upload behind.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use flate2::read::MultiGzDecoder;
 use protocol::{ChunkRange, ObjectLocation, OutputFormat, QualifiedName};
 use std::io::Read;

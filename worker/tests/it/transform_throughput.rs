@@ -1,7 +1,7 @@
 //! Throughput of the CSV transform alone (and of gzip, for scale), on ~200 MB of synthetic
 //! PostgreSQL CSV fed one row at a time, as COPY delivers it. A measurement, not a check:
 //!
-//! cargo test -p pgfleet-worker --release --test transform_throughput -- --ignored --nocapture
+//! cargo test -p pgfleet-worker --release --test it -- transform_throughput --ignored --nocapture
 
 use bytes::BytesMut;
 use protocol::{OutputFormat, Transform};

@@ -7,7 +7,6 @@
 //! The throughput measurement is ignored by default:
 //! cargo test -p pgfleet-worker --release --test restore_file -- --ignored --nocapture throughput
 
-mod common;
 
 use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
@@ -16,7 +15,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::BytesMut;
-use common::*;
+use crate::common::*;
 use futures::{SinkExt, TryStreamExt};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;

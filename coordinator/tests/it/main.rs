@@ -1,0 +1,5 @@
+//! Coordinator integration tests against real PostgreSQL and the S3-compatible server, linked
+//! into one test binary. Filter with `cargo test -p pgfleet-coordinator --test it -- NAME`.
+
+mod plan_export;
+mod rds_inventory;

@@ -1,0 +1,11 @@
+//! End-to-end tests, one module per scenario, linked into a single test binary: each binary
+//! links arrow, parquet and the AWS SDK, so one binary instead of many saves minutes of
+//! linking and gigabytes of disk. Filter with `cargo test -p pgfleet-tests --test e2e -- NAME`.
+
+mod cloudwatch_backlog;
+mod deploy_files;
+mod export_fleet;
+mod observability;
+mod restore_roundtrip;
+mod restore_variants;
+mod scale_in;
