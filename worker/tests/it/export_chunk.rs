@@ -3,7 +3,6 @@
 //! csv.gz, to S3 (single PUT and multipart) and to files, over key and page ranges; failures
 //! are classified and leave no object and no pending multipart upload behind.
 
-
 use crate::common::*;
 use flate2::read::MultiGzDecoder;
 use protocol::{ChunkRange, ObjectLocation, OutputFormat, QualifiedName};

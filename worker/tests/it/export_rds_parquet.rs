@@ -6,13 +6,12 @@
 //! Throughput against the CSV path (a measurement, not a check):
 //! cargo test -p pgfleet-worker --release --test export_rds_parquet -- --ignored --nocapture
 
-
+use crate::common::*;
 use arrow::array::{
     Array, BinaryArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
     Int64Array, RecordBatch, StringArray,
 };
 use bytes::Bytes;
-use crate::common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, LogicalType, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaData;

@@ -7,7 +7,7 @@
 //! The throughput measurement is ignored by default:
 //! cargo test -p pgfleet-worker --release --test restore_file -- --ignored --nocapture throughput
 
-
+use crate::common::*;
 use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
     Int64Array, StringArray,
@@ -15,7 +15,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::BytesMut;
-use crate::common::*;
 use futures::{SinkExt, TryStreamExt};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
