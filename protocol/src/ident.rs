@@ -53,7 +53,7 @@ impl QualifiedName {
         match (plain.next(), plain.next()) {
             (Some(name), None) => Ok(Self::new("public", name)),
             (Some(schema), Some(name)) => Ok(Self::new(schema, name)),
-            _ => Err(IdentError(format!("empty table name {input:?}"))),
+            _ => Err(IdentError(format!("empty table name {}", shown(input)))),
         }
     }
 }
@@ -67,6 +67,46 @@ impl fmt::Display for QualifiedName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct IdentError(pub String);
+
+/// At most this many characters of user input are echoed in one error message.
+pub const ECHO_CHARS: usize = 60;
+
+/// User input as echoed in an error message: quoted and escaped like `{:?}` (so it is always
+/// one line), and clipped to [`ECHO_CHARS`] characters (`…` marks the cut) so that a huge
+/// value cannot make a huge message.
+pub fn shown(input: &str) -> String {
+    match input.char_indices().nth(ECHO_CHARS) {
+        None => format!("{input:?}"),
+        Some((cut, _)) => format!("{:?}…", &input[..cut]),
+    }
+}
+
+/// `text` made into one line of at most `max_chars` characters: every control character
+/// (newlines included) is escaped, and the end is cut off with `…` if too long. For messages
+/// built by other code (a parser's error) that may quote input verbatim.
+pub fn one_line(text: &str, max_chars: usize) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    match escaped.char_indices().nth(max_chars) {
+        None => escaped,
+        Some(_) => {
+            let keep = max_chars.saturating_sub(1);
+            let cut = escaped
+                .char_indices()
+                .nth(keep)
+                .map_or(escaped.len(), |(i, _)| i);
+            escaped.truncate(cut);
+            escaped.push('…');
+            escaped
+        }
+    }
+}
 
 /// One dot-separated part of a name as the user wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +133,12 @@ fn split_name(input: &str) -> Result<Vec<NamePart>, IdentError> {
                     }
                     Some('"') => break,
                     Some(c) => text.push(c),
-                    None => return Err(IdentError(format!("unterminated quote in {input:?}"))),
+                    None => {
+                        return Err(IdentError(format!(
+                            "unterminated quote in {}",
+                            shown(input)
+                        )))
+                    }
                 }
             }
         } else {
@@ -103,7 +148,8 @@ fn split_name(input: &str) -> Result<Vec<NamePart>, IdentError> {
                 }
                 if c == '"' {
                     return Err(IdentError(format!(
-                        "unexpected quote inside an unquoted name in {input:?}"
+                        "unexpected quote inside an unquoted name in {}",
+                        shown(input)
                     )));
                 }
                 text.extend(c.to_lowercase());
@@ -112,7 +158,7 @@ fn split_name(input: &str) -> Result<Vec<NamePart>, IdentError> {
             text = text.trim().to_string();
         }
         if text.is_empty() {
-            return Err(IdentError(format!("empty name part in {input:?}")));
+            return Err(IdentError(format!("empty name part in {}", shown(input))));
         }
         parts.push(NamePart { text, quoted });
         match chars.next() {
@@ -120,14 +166,16 @@ fn split_name(input: &str) -> Result<Vec<NamePart>, IdentError> {
             Some('.') => continue,
             Some(c) => {
                 return Err(IdentError(format!(
-                    "unexpected {c:?} after a quoted name in {input:?}"
+                    "unexpected {c:?} after a quoted name in {}",
+                    shown(input)
                 )))
             }
         }
     }
     if parts.len() > 2 {
         return Err(IdentError(format!(
-            "{input:?} has more than two parts; write schema.table (quote names that contain dots)"
+            "{} has more than two parts; write schema.table (quote names that contain dots)",
+            shown(input)
         )));
     }
     Ok(parts)

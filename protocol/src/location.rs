@@ -1,7 +1,7 @@
 //! Where output goes: `s3://bucket/prefix/` or `file:///dir/`, and the deterministic object keys
 //! inside it. A re-run writes the same keys, so it overwrites instead of duplicating.
 
-use crate::ident::QualifiedName;
+use crate::ident::{shown, QualifiedName};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -19,7 +19,10 @@ impl ObjectLocation {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("{url:?} has no bucket: write s3://bucket/prefix/"));
+                return Err(format!(
+                    "{} has no bucket: write s3://bucket/prefix/",
+                    shown(url)
+                ));
             }
             Ok(Self::S3 {
                 bucket: bucket.to_string(),
@@ -28,7 +31,8 @@ impl ObjectLocation {
         } else if let Some(rest) = url.strip_prefix("file://") {
             if !rest.starts_with('/') {
                 return Err(format!(
-                    "{url:?} is not an absolute path: write file:///absolute/dir/"
+                    "{} is not an absolute path: write file:///absolute/dir/",
+                    shown(url)
                 ));
             }
             let root = rest.trim_end_matches('/');
@@ -41,7 +45,8 @@ impl ObjectLocation {
             })
         } else {
             Err(format!(
-                "unsupported output {url:?}: use s3://bucket/prefix/ or file:///dir/"
+                "unsupported output {}: use s3://bucket/prefix/ or file:///dir/",
+                shown(url)
             ))
         }
     }

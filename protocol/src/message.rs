@@ -3,7 +3,7 @@
 //! of misreading it. No message ever carries a secret: credentials are resolved by each process
 //! from its own environment.
 
-use crate::ident::QualifiedName;
+use crate::ident::{one_line, QualifiedName};
 use crate::location::ObjectLocation;
 use serde::{Deserialize, Serialize};
 
@@ -265,10 +265,18 @@ pub enum Outcome {
     },
 }
 
+/// Why a message could not be decoded. Every variant displays as one line of bounded length
+/// (at most [`MAX_DECODE_ERROR_CHARS`] characters): the worker logs it and dead-letters the
+/// message, the coordinator logs it and drops the result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// Not JSON at all (syntax error, truncated, not UTF-8).
     #[error("message is not valid JSON: {0}")]
     Json(String),
+    /// JSON, and of a supported version, but not the expected message (a missing field, a
+    /// wrong type, an unknown task type, a number out of range).
+    #[error("message has an invalid shape: {0}")]
+    Invalid(String),
     #[error(
         "message version {found} is not supported (this build speaks version {MESSAGE_VERSION})"
     )]
@@ -277,19 +285,63 @@ pub enum DecodeError {
     NoVersion,
 }
 
+/// The longest [`DecodeError`] message.
+pub const MAX_DECODE_ERROR_CHARS: usize = 300;
+
+impl DecodeError {
+    fn from_json(e: serde_json::Error) -> Self {
+        // serde_json's messages are one line, except that they may quote input verbatim
+        // (`unknown variant `…``): escape and clip, leaving room for the prefix.
+        let text = one_line(&e.to_string(), MAX_DECODE_ERROR_CHARS - 40);
+        if e.is_data() {
+            DecodeError::Invalid(text)
+        } else {
+            DecodeError::Json(text)
+        }
+    }
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, DecodeError> {
     #[derive(Deserialize)]
     struct Probe {
-        version: Option<u32>,
+        version: Option<serde_json::Value>,
     }
-    let probe: Probe =
-        serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+    let probe: Probe = serde_json::from_slice(body).map_err(DecodeError::from_json)?;
     match probe.version {
-        None => return Err(DecodeError::NoVersion),
-        Some(v) if v != MESSAGE_VERSION => return Err(DecodeError::Version { found: v }),
-        Some(_) => {}
+        None | Some(serde_json::Value::Null) => return Err(DecodeError::NoVersion),
+        Some(serde_json::Value::Number(n)) => match n.as_u64() {
+            Some(v) if v == u64::from(MESSAGE_VERSION) => {}
+            Some(v) => {
+                return Err(DecodeError::Version {
+                    found: u32::try_from(v).unwrap_or(u32::MAX),
+                })
+            }
+            None => {
+                return Err(DecodeError::Invalid(format!(
+                    "version {} is not a version number",
+                    one_line(&n.to_string(), 40)
+                )))
+            }
+        },
+        Some(other) => {
+            return Err(DecodeError::Invalid(format!(
+                "version is {}, not a number",
+                json_kind(&other)
+            )))
+        }
     }
-    serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))
+    serde_json::from_slice(body).map_err(DecodeError::from_json)
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 impl TaskEnvelope {
@@ -378,7 +430,15 @@ mod tests {
         );
         assert!(matches!(
             TaskEnvelope::decode(b"{\"version\":1,\"task\":{\"type\":\"nope\"}}"),
-            Err(DecodeError::Json(_))
+            Err(DecodeError::Invalid(_))
         ));
+        assert!(matches!(
+            TaskEnvelope::decode(b"{\"version\":\"1\"}"),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert_eq!(
+            TaskEnvelope::decode(b"{\"version\":4294967296}"),
+            Err(DecodeError::Version { found: u32::MAX })
+        );
     }
 }

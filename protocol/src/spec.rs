@@ -1,7 +1,7 @@
 //! Job specs as users write them (TOML). Parsing is strict (unknown keys are errors, so typos
 //! do not silently fall back to defaults) and validation collects every problem at once.
 
-use crate::ident::{QualifiedName, TablePattern};
+use crate::ident::{one_line, shown, QualifiedName, TablePattern};
 use crate::location::ObjectLocation;
 use crate::message::{OutputFormat, PgConn, S3Options, Transform};
 use crate::size::ByteSize;
@@ -17,8 +17,46 @@ pub enum JobSpec {
 
 impl JobSpec {
     /// Parse and validate a TOML job spec; the error lists every problem found, one per line.
+    ///
+    /// The rule for these errors (the CLI prints them under "job spec <file> is invalid:"):
+    /// every line is one problem, non-empty, at most [`MAX_PROBLEM_CHARS`] characters, never
+    /// echoing more than a clipped, escaped piece of the input. A TOML syntax or type error is
+    /// exactly one line (`line L, column C: message`); validation may report several lines.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let spec: JobSpec = toml::from_str(text).map_err(|e| e.to_string())?;
+        // Not `toml::from_str::<JobSpec>`: serde buffers an internally tagged enum, and the
+        // TOML parser then reports type errors without line or key ("invalid type: string,
+        // expected u32" — where?). So: find `kind`, blank that pair out (same byte offsets
+        // for everything else) and parse the rest as the spec it names.
+        #[derive(Deserialize)]
+        struct Kind {
+            kind: Option<toml::Spanned<toml::Value>>,
+        }
+        let kind = toml::from_str::<Kind>(text)
+            .map_err(|e| toml_error(text, &e))?
+            .kind
+            .ok_or_else(|| {
+                "kind: missing; write kind = \"export\" or kind = \"restore\"".to_string()
+            })?;
+        let span = kind.span();
+        let rest = blank_out(text, span.clone());
+        let spec = match kind.get_ref().as_str() {
+            Some("export") => toml::from_str(&rest).map(JobSpec::Export),
+            Some("restore") => toml::from_str(&rest).map(JobSpec::Restore),
+            _ => {
+                return Err(one_line(
+                    &format!(
+                        "{}kind: expected \"export\" or \"restore\", not {}",
+                        position(text, span.start),
+                        match kind.get_ref() {
+                            toml::Value::String(s) => shown(s),
+                            other => format!("a TOML {}", other.type_str()),
+                        }
+                    ),
+                    MAX_PROBLEM_CHARS,
+                ))
+            }
+        }
+        .map_err(|e| toml_error(text, &e))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -31,7 +69,11 @@ impl JobSpec {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("\n"))
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| one_line(p, MAX_PROBLEM_CHARS))
+                .collect();
+            Err(lines.join("\n"))
         }
     }
 
@@ -48,6 +90,70 @@ impl JobSpec {
             JobSpec::Restore(_) => "restore",
         }
     }
+}
+
+/// The longest line of a job-spec error (see [`JobSpec::from_toml`]).
+pub const MAX_PROBLEM_CHARS: usize = 300;
+
+/// The TOML parser's error as one line. Its own `Display` is a multi-line snippet of the
+/// source with a caret; here the position becomes `line L, column C: ` (or, for errors the
+/// parser reports without a position, such as a value rejected by its type, the key path
+/// `output.part_size: `) and the message is escaped and clipped.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    // Without a span, the key path is only in the `in `a.b`` line of the multi-line Display.
+    let keys = || {
+        e.to_string().lines().rev().find_map(|l| {
+            let keys = l.strip_prefix("in `")?.strip_suffix('`')?;
+            (!keys.is_empty()).then(|| format!("{keys}: "))
+        })
+    };
+    let at = e.span().map(|span| position(text, span.start));
+    // Syntax errors have a second line ("invalid table header\nexpected `.`, `]`"); other
+    // line breaks are the input's own (`unknown variant `a\nb``): one_line escapes those.
+    let message = e.message().trim().replace("\nexpected ", "; expected ");
+    let message = if message.is_empty() {
+        "invalid TOML".to_string()
+    } else {
+        message
+    };
+    one_line(
+        &format!("{}{message}", at.or_else(keys).unwrap_or_default()),
+        MAX_PROBLEM_CHARS,
+    )
+}
+
+/// `line L, column C: ` of a byte offset (columns count characters, from 1).
+fn position(text: &str, offset: usize) -> String {
+    let (mut line, mut column) = (1, 1);
+    for (_, c) in text.char_indices().take_while(|(i, _)| *i < offset) {
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    format!("line {line}, column {column}: ")
+}
+
+/// `text` with the key/value pair whose value spans `value` replaced by spaces: from the start
+/// of the value's first line (a top-level pair is alone on its line) to the value's end. Line
+/// breaks are kept, so every other offset and line number stays the same.
+fn blank_out(text: &str, value: std::ops::Range<usize>) -> String {
+    let end = value.end.min(text.len());
+    let start = text.as_bytes()[..value.start.min(end)]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        if (start..end).contains(&i) && c != '\n' && c != '\r' {
+            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +252,7 @@ impl TablesSpec {
 fn parse_patterns(items: &[String]) -> Result<Vec<TablePattern>, String> {
     items
         .iter()
-        .map(|p| TablePattern::parse(p).map_err(|e| format!("table pattern {p:?}: {e}")))
+        .map(|p| TablePattern::parse(p).map_err(|e| format!("table pattern {}: {e}", shown(p))))
         .collect()
 }
 
@@ -226,7 +332,7 @@ pub struct TransformSpec {
     pub prefix: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(untagged)]
 pub enum ColumnSelection {
     #[default]
@@ -234,6 +340,33 @@ pub enum ColumnSelection {
     All,
     Star(String),
     Named(Vec<String>),
+}
+
+/// By hand rather than `untagged`, whose only error is "data did not match any variant".
+impl<'de> Deserialize<'de> for ColumnSelection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ColumnSelection;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"*\" or a list of column names")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ColumnSelection, E> {
+                Ok(ColumnSelection::Star(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ColumnSelection, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(ColumnSelection::Named(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl TransformSpec {
@@ -320,7 +453,8 @@ impl ExportSpec {
         for (i, t) in self.transforms.iter().enumerate() {
             match &t.columns {
                 ColumnSelection::Star(s) if s != "*" => p.push(format!(
-                    "transform[{i}].columns: write \"*\" or a list of column names, not {s:?}"
+                    "transform[{i}].columns: write \"*\" or a list of column names, not {}",
+                    shown(s)
                 )),
                 ColumnSelection::Named(v) if v.is_empty() => {
                     p.push(format!("transform[{i}].columns: empty list"))

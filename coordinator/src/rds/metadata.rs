@@ -7,7 +7,38 @@
 //! problem) instead of an error. Pure: bytes in, values and notes out.
 
 use super::Notes;
+use protocol::ident::one_line;
 use serde_json::{Map, Value};
+
+/// The longest error of [`parse_export_info`] and [`parse_tables_info`]: one line.
+pub const MAX_ERROR_CHARS: usize = 300;
+
+/// An object key or a name from the metadata as shown in a message: control characters
+/// escaped, at most 200 characters (a real `<db>.<schema>.<table>` is at most 191).
+fn clip(s: &str) -> String {
+    one_line(s, 200)
+}
+
+/// A value from the metadata quoted in a message: `{:?}`-escaped, at most 100 characters.
+fn quote(s: &str) -> String {
+    match s.char_indices().nth(100) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}…", &s[..cut]),
+    }
+}
+
+/// A JSON value quoted in a message (it can be a whole object): at most 60 characters.
+fn json_snippet(v: &Value) -> String {
+    one_line(&v.to_string(), 60)
+}
+
+/// The error for a document that is not JSON.
+fn not_json(key: &str, e: &serde_json::Error) -> String {
+    one_line(
+        &format!("{} is not valid JSON: {e}", clip(key)),
+        MAX_ERROR_CHARS,
+    )
+}
 
 /// `export_info_<id>.json`. Every field is optional: the file is informational, except
 /// `status`, which says whether the export task finished.
@@ -184,10 +215,9 @@ pub fn is_tables_info(file_name: &str) -> bool {
 
 /// Parse `export_info_<id>.json`. Malformed JSON is an `Err`; odd fields are warnings.
 pub fn parse_export_info(key: &str, bytes: &[u8], notes: &mut Notes) -> Result<ExportInfo, String> {
-    let root: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("{key} is not valid JSON: {e}"))?;
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| not_json(key, &e))?;
     let Value::Object(obj) = root else {
-        return Err(format!("{key}: expected a JSON object"));
+        return Err(format!("{}: expected a JSON object", clip(key)));
     };
     let s = |name: &str| field(&obj, name).and_then(string_value);
     let f = |name: &str, notes: &mut Notes| match field(&obj, name) {
@@ -195,7 +225,7 @@ pub fn parse_export_info(key: &str, bytes: &[u8], notes: &mut Notes) -> Result<E
         Some(v) => match float_value(v) {
             Ok(x) => x,
             Err(e) => {
-                notes.warn(format!("{key}: {name}: {e}"));
+                notes.warn(format!("{}: {name}: {e}", clip(key)));
                 None
             }
         },
@@ -231,18 +261,24 @@ pub fn parse_tables_info(
     bytes: &[u8],
     notes: &mut Notes,
 ) -> Result<Vec<StatusEntry>, String> {
-    let root: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("{key} is not valid JSON: {e}"))?;
+    let root: Value = serde_json::from_slice(bytes).map_err(|e| not_json(key, &e))?;
+    let shown_key = clip(key);
     let items = match &root {
         Value::Object(obj) => match field(obj, "perTableStatus") {
             Some(Value::Array(items)) => items,
-            Some(_) => return Err(format!("{key}: perTableStatus is not an array")),
-            None => return Err(format!("{key}: no perTableStatus array")),
+            Some(_) => return Err(format!("{shown_key}: perTableStatus is not an array")),
+            None => return Err(format!("{shown_key}: no perTableStatus array")),
         },
         // Tolerate a bare array of elements.
         Value::Array(items) => items,
-        _ => return Err(format!("{key}: expected a JSON object with perTableStatus")),
+        _ => {
+            return Err(format!(
+                "{shown_key}: expected a JSON object with perTableStatus"
+            ))
+        }
     };
+    let source = key;
+    let key = shown_key.as_str();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let at = format!("{key}: perTableStatus[{i}]");
@@ -266,7 +302,7 @@ pub fn parse_tables_info(
             ));
             continue;
         };
-        let at = format!("{key}: {target}");
+        let at = format!("{key}: {}", clip(&target));
         let size_gb = match field(obj, "sizeGB") {
             None => None,
             Some(v) => float_value(v).unwrap_or_else(|e| {
@@ -296,7 +332,7 @@ pub fn parse_tables_info(
             columns,
             has_column_metadata,
             warning_message: warning,
-            source: key.to_string(),
+            source: source.to_string(),
         }));
     }
     Ok(out)
@@ -320,14 +356,14 @@ fn parse_columns(at: &str, cols: &[Value], notes: &mut Notes) -> Vec<ColumnMappi
         let text = |k: &str, notes: &mut Notes| match field(obj, k).and_then(string_value) {
             Some(s) => s,
             None => {
-                notes.warn(format!("{at}: column {name:?} has no {k}"));
+                notes.warn(format!("{at}: column {} has no {k}", quote(&name)));
                 String::new()
             }
         };
         let int = |k: &str, notes: &mut Notes| match field(obj, k) {
             None => None,
             Some(v) => int_value(v).unwrap_or_else(|e| {
-                notes.warn(format!("{at}: column {name:?}: {k}: {e}"));
+                notes.warn(format!("{at}: column {}: {k}: {e}", quote(&name)));
                 None
             }),
         };
@@ -378,7 +414,8 @@ pub fn int_value(v: &Value) -> Result<Option<i64>, String> {
         if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e18 {
             Ok(f as i64)
         } else {
-            Err(format!("{f} is not an integer"))
+            // `{:?}` writes 1e300 as `1e300`, where `{}` writes 301 digits.
+            Err(format!("{f:?} is not an integer"))
         }
     }
     match v {
@@ -396,11 +433,11 @@ pub fn int_value(v: &Value) -> Result<Option<i64>, String> {
                 Ok(i) => Ok(Some(i)),
                 Err(_) => match t.parse::<f64>() {
                     Ok(f) => from_f64(f).map(Some),
-                    Err(_) => Err(format!("{s:?} is not an integer")),
+                    Err(_) => Err(format!("{} is not an integer", quote(s))),
                 },
             }
         }
-        other => Err(format!("{other} is not an integer")),
+        other => Err(format!("{} is not an integer", json_snippet(other))),
     }
 }
 
@@ -416,9 +453,9 @@ pub fn float_value(v: &Value) -> Result<Option<f64>, String> {
             }
             t.parse::<f64>()
                 .map(Some)
-                .map_err(|_| format!("{s:?} is not a number"))
+                .map_err(|_| format!("{} is not a number", quote(s)))
         }
-        other => Err(format!("{other} is not a number")),
+        other => Err(format!("{} is not a number", json_snippet(other))),
     }
 }
 

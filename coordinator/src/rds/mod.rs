@@ -17,6 +17,8 @@
 pub mod footers;
 pub mod layout;
 pub mod metadata;
+#[cfg(test)]
+mod metadata_fuzz;
 
 pub use footers::{Footer, FooterError};
 pub use metadata::{ColumnMapping, ExportInfo};
@@ -25,6 +27,7 @@ use anyhow::anyhow;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use metadata::{Emptiness, StatusEntry, TableEntry};
+use protocol::ident::one_line;
 use protocol::{ObjectLocation, S3Options};
 use std::collections::{BTreeMap, BTreeSet};
 use worker::context::WorkerContext;
@@ -127,7 +130,13 @@ pub struct Batch {
     pub part_files: usize,
 }
 
-/// Warnings and problems gathered along the way.
+/// The longest warning or problem. Notes quote names and values from the export (a target
+/// alone can be 191 characters), so the bound is wider than for a parse error.
+pub const MAX_NOTE_CHARS: usize = 600;
+
+/// Warnings and problems gathered along the way. Each one is one line of at most
+/// [`MAX_NOTE_CHARS`] characters: control characters that came from the export's metadata or
+/// object keys are escaped, and a note built from absurdly long values is cut off with `…`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Notes {
     pub warnings: Vec<String>,
@@ -136,10 +145,10 @@ pub struct Notes {
 
 impl Notes {
     pub fn warn(&mut self, msg: impl Into<String>) {
-        self.warnings.push(msg.into());
+        self.warnings.push(one_line(&msg.into(), MAX_NOTE_CHARS));
     }
     pub fn problem(&mut self, msg: impl Into<String>) {
-        self.problems.push(msg.into());
+        self.problems.push(one_line(&msg.into(), MAX_NOTE_CHARS));
     }
     pub fn is_empty(&self) -> bool {
         self.warnings.is_empty() && self.problems.is_empty()
@@ -147,12 +156,14 @@ impl Notes {
 }
 
 /// AWS's folder name for `schema.table` (or a database): `\`, `` ` ``, `"` and space become
-/// `_`. Not reversible: map folders to tables through the metadata, never the other way.
+/// `_`; so does `/`, as pgfleet's own `rds-parquet` writer does (`rds_export::folder_name`): a
+/// raw `/` would nest one table's folder inside another's. Not reversible: map folders to
+/// tables through the metadata, never the other way.
 pub fn folder_name(schema_and_table: &str) -> String {
     schema_and_table
         .chars()
         .map(|c| match c {
-            '\\' | '`' | '"' | ' ' => '_',
+            '\\' | '`' | '"' | ' ' | '/' => '_',
             c => c,
         })
         .collect()
@@ -704,7 +715,9 @@ pub fn apply_footers(
         }
         table.rows = table.files.iter().map(ParquetFile::rows).sum();
     }
-    inventory.problems.extend(problems);
+    inventory
+        .problems
+        .extend(problems.iter().map(|p| one_line(p, MAX_NOTE_CHARS)));
 }
 
 #[cfg(test)]
@@ -758,6 +771,7 @@ mod tests {
         assert_eq!(folder_name("a\\b`c"), "a_b_c");
         assert_eq!(folder_name("sch.em.a.t.able"), "sch.em.a.t.able");
         assert_eq!(folder_name("ünï.cödé"), "ünï.cödé");
+        assert_eq!(folder_name("public.a/b%c"), "public.a_b%c");
         assert_eq!(database_folder("my db"), "my_db/");
     }
 
