@@ -132,16 +132,11 @@ impl Engine {
     }
 
     async fn plan(&mut self, id: &str, spec: ExportSpec) -> Result<JobRun> {
-        let cfg = worker::pg::pg_config(&spec.source.conn()).map_err(|e| anyhow!(e.message))?;
-        let (client, conn) = cfg
-            .connect(tokio_postgres::NoTls)
+        let (cfg, tls) =
+            worker::pg::pg_config(&spec.source.conn()).map_err(|e| anyhow!(e.message))?;
+        let client = worker::pg::connect(&cfg, &tls)
             .await
-            .context("connecting to the source")?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::warn!(error = %e, "source connection closed");
-            }
-        });
+            .map_err(|e| anyhow!("connecting to the source: {e}"))?;
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;

@@ -26,16 +26,10 @@ pub struct RestorePlan {
 
 /// Connect to the target (writable, unlike export sources).
 pub async fn connect(spec: &RestoreSpec) -> Result<tokio_postgres::Client> {
-    let cfg = worker::pg::pg_config(&spec.target.conn()).map_err(|e| anyhow!(e.message))?;
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
+    let (cfg, tls) = worker::pg::pg_config(&spec.target.conn()).map_err(|e| anyhow!(e.message))?;
+    let client = worker::pg::connect(&cfg, &tls)
         .await
-        .map_err(|e| anyhow!("connecting to the target: {}", crate::store::db_message(&e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "target connection closed");
-        }
-    });
+        .map_err(|e| anyhow!("connecting to the target: {e}"))?;
     Ok(client)
 }
 

@@ -4,11 +4,11 @@
 
 use crate::job::{ChunkRun, ChunkState, JobRun, JobState, TableRun, TableWork};
 use anyhow::{anyhow, bail, Context, Result};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use protocol::spec::redact_url;
 use protocol::{JobSpec, Outcome, ResultEnvelope};
 use std::time::SystemTime;
-use tokio_postgres::NoTls;
+use worker::pg::PgTls;
 
 const MIGRATION: &str = r#"
 CREATE SCHEMA IF NOT EXISTS pgfleet;
@@ -123,10 +123,11 @@ pub struct TableSummary {
     pub expected_rows: Option<i64>,
 }
 
-fn pg_config(url: &str) -> Result<tokio_postgres::Config> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| anyhow!("state database URL {} is invalid: {e}", redact_url(url)))?;
+/// The state database's config and TLS connector (`sslmode` / `sslrootcert` in the URL, or
+/// `PGSSLMODE` / `PGSSLROOTCERT`).
+fn pg_config(url: &str) -> Result<(tokio_postgres::Config, PgTls)> {
+    let (mut cfg, tls) =
+        worker::pg::url_config(url, "the state database URL").map_err(|e| anyhow!(e.message))?;
     if cfg.get_password().is_none() {
         if let Ok(pw) = std::env::var("PGPASSWORD") {
             cfg.password(pw);
@@ -135,29 +136,28 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config> {
     if cfg.get_application_name().is_none() {
         cfg.application_name("pgfleet-coordinator");
     }
-    Ok(cfg)
+    Ok((cfg, tls))
 }
 
 impl PgStore {
     /// Connect, creating the database (if the server allows) and the schema when missing.
     pub async fn connect(url: &str) -> Result<Self> {
-        let cfg = pg_config(url)?;
-        if let Err(e) = cfg.connect(NoTls).await {
-            let missing_db = e.as_db_error().is_some_and(|d| {
+        let (cfg, tls) = pg_config(url)?;
+        if let Err(e) = worker::pg::connect(&cfg, &tls).await {
+            let missing_db = e.db_error().is_some_and(|d| {
                 d.code() == &tokio_postgres::error::SqlState::INVALID_CATALOG_NAME
             });
             if !missing_db {
                 bail!(
-                    "cannot connect to the state database {}: {}. Set --state-url / PGFLEET_STATE_URL",
+                    "cannot connect to the state database {}: {e}. Set --state-url / PGFLEET_STATE_URL",
                     redact_url(url),
-                    db_message(&e)
                 );
             }
-            create_database(&cfg).await?;
+            create_database(&cfg, &tls).await?;
         }
-        let manager = Manager::from_config(
+        let manager = worker::pg::pool_manager(
             cfg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -626,14 +626,15 @@ impl PgStore {
     }
 }
 
-async fn create_database(cfg: &tokio_postgres::Config) -> Result<()> {
+async fn create_database(cfg: &tokio_postgres::Config, tls: &PgTls) -> Result<()> {
     let db = cfg.get_dbname().unwrap_or("pgfleet_state").to_string();
     let mut admin = cfg.clone();
     admin.dbname("postgres");
-    let (client, conn) = admin.connect(NoTls).await.with_context(|| {
-        format!("state database {db:?} does not exist and the server is unreachable to create it")
+    let client = worker::pg::connect(&admin, tls).await.map_err(|e| {
+        anyhow!(
+            "state database {db:?} does not exist and the server is unreachable to create it: {e}"
+        )
     })?;
-    tokio::spawn(conn);
     let sql = format!("CREATE DATABASE {}", protocol::quote_ident(&db));
     match client.batch_execute(&sql).await {
         Ok(()) => Ok(()),

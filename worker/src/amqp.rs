@@ -4,15 +4,57 @@
 use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use protocol::topology::{Topology, TASK_DELIVERY_LIMIT};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// Extra CA certificates (PEM) trusted for `amqps://`, set once at startup from
+/// `--amqp-ca-file` / `PGFLEET_AMQP_CA_FILE`.
+static CA_PEM: OnceLock<String> = OnceLock::new();
+
+/// Read a PEM file of CA certificates for `amqps://` connections; fails in one line when it
+/// cannot be read or holds no certificate.
+pub fn read_ca_file(path: &Path) -> anyhow::Result<String> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("AMQP CA file {}: cannot read it: {e}", path.display()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!("AMQP CA file {} holds no PEM certificate", path.display());
+    }
+    Ok(pem)
+}
+
+/// Trust the CA certificates in `path` (PEM), besides the system's, for every `amqps://`
+/// connection this process opens through [`connect`]. Call once, at startup.
+pub fn set_ca_file(path: &Path) -> anyhow::Result<()> {
+    let pem = read_ca_file(path)?;
+    if CA_PEM.set(pem.clone()).is_err() && CA_PEM.get() != Some(&pem) {
+        anyhow::bail!("the AMQP CA file was already set to another one");
+    }
+    Ok(())
+}
 
 /// Connect with a name RabbitMQ shows in its management UI (never the URL: it may hold a password).
+/// `amqps://` URLs use TLS, verified against the system's roots plus the CA file, if set.
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
+    connect_with_ca(url, name, CA_PEM.get().map(String::as_str)).await
+}
+
+/// [`connect`] with explicit extra CA certificates (PEM) for `amqps://`.
+pub async fn connect_with_ca(
+    url: &str,
+    name: &str,
+    ca_pem: Option<&str>,
+) -> lapin::Result<Connection> {
     let options =
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_string()));
-    Connection::connect(url, options).await
+    let tls = OwnedTLSConfig {
+        identity: None,
+        cert_chain: ca_pem.map(str::to_string),
+    };
+    Connection::connect_with_config(url, options, tls, lapin::runtime::default_runtime()?).await
 }
 
 fn quorum_args() -> FieldTable {

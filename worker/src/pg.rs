@@ -1,17 +1,23 @@
 //! How a worker connects to a source: a `tokio_postgres::Config` built from the task's URL or
 //! the libpq `PG*` variables, with the password resolved locally (it never travels in a
-//! message), every session read-only, and no TLS yet.
+//! message), every session read-only, and TLS with libpq's `sslmode` semantics (see [`tls`]).
+//! Every PostgreSQL connection pgfleet opens goes through [`connect`] or [`pool_manager`].
 
 mod pgpass;
+pub mod tls;
 
 use crate::error::TaskError;
 use protocol::PgConn;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 
 pub use pgpass::lookup as pgpass_lookup;
+pub use tls::{
+    connect, describe_connect_error, pool_manager, ConnectError, PgTls, RootCert, SslMode,
+    TlsSettings,
+};
 
 const DEFAULT_PORT: u16 = 5432;
 /// Bounds a connect attempt to an unreachable host; libpq waits forever by default, which
@@ -20,10 +26,38 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where libpq builds look for the server socket when no host is given (Debian, then upstream).
 const SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
 
-/// Build the connection config for `conn` from this process's environment.
-pub fn pg_config(conn: &PgConn) -> Result<tokio_postgres::Config, TaskError> {
+/// Build the connection config and the TLS connector for `conn` from this process's
+/// environment. Root certificates are loaded here, so a missing file fails now, in one line.
+pub fn pg_config(conn: &PgConn) -> Result<(tokio_postgres::Config, PgTls), TaskError> {
     let env = |name: &str| std::env::var(name).ok();
-    build_config(conn, &env, &|port| default_host(port))
+    let (config, tls) = build_config(conn, &env, &|port| default_host(port))?;
+    Ok((config, tls.connector().map_err(TaskError::fatal)?))
+}
+
+/// A config from a bare URL (the coordinator's state database): the URL's parameters and TLS
+/// settings, with `PGSSLMODE` / `PGSSLROOTCERT` filling in; no other `PG*` defaults.
+/// A libpq `key=value` string is accepted too (its `sslmode` limited to what tokio-postgres
+/// parses: disable, prefer, require).
+pub fn url_config(url: &str, what: &str) -> Result<(tokio_postgres::Config, PgTls), TaskError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let (config, tls) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        parse_url(url, what, &env)?
+    } else {
+        // Never echoed: a key=value string may hold a password.
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| TaskError::fatal(format!("{what} is invalid: {e}")))?;
+        let mode = url
+            .contains("sslmode")
+            .then(|| match config.get_ssl_mode() {
+                tokio_postgres::config::SslMode::Disable => "disable",
+                tokio_postgres::config::SslMode::Require => "require",
+                _ => "prefer",
+            });
+        let tls = TlsSettings::resolve(mode, None, &env)
+            .map_err(|e| TaskError::fatal(format!("{what}: {e}")))?;
+        (config, tls)
+    };
+    Ok((config, tls.connector().map_err(TaskError::fatal)?))
 }
 
 /// `pg_config` with the environment and socket probing injected, for tests.
@@ -31,12 +65,14 @@ fn build_config(
     conn: &PgConn,
     env: &dyn Fn(&str) -> Option<String>,
     default_host: &dyn Fn(u16) -> String,
-) -> Result<tokio_postgres::Config, TaskError> {
-    let mut config = match &conn.url {
-        Some(url) => parse_url(url)?,
-        None => tokio_postgres::Config::new(),
+) -> Result<(tokio_postgres::Config, TlsSettings), TaskError> {
+    let (mut config, tls) = match &conn.url {
+        Some(url) => parse_url(url, "the source URL", env)?,
+        None => (
+            tokio_postgres::Config::new(),
+            TlsSettings::resolve(None, None, env).map_err(TaskError::fatal)?,
+        ),
     };
-    check_env_sslmode(env)?;
 
     // libpq semantics: the PG* variables fill whatever the URL left out.
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
@@ -99,23 +135,33 @@ fn build_config(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
     }
-    config.ssl_mode(SslMode::Disable);
-    Ok(config)
+    Ok((config, tls))
 }
 
-/// Parse a `postgresql://` URL. TLS modes are checked first because tokio-postgres rejects the
-/// `verify-*` values with an unhelpful "invalid value for option sslmode".
-fn parse_url(url: &str) -> Result<tokio_postgres::Config, TaskError> {
+/// Parse a `postgresql://` URL. `sslmode` and `sslrootcert` are taken out and resolved here
+/// (tokio-postgres knows neither `allow` nor the `verify-*` modes nor `sslrootcert`); `what`
+/// names the URL in errors, which show it redacted.
+fn parse_url(
+    url: &str,
+    what: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(tokio_postgres::Config, TlsSettings), TaskError> {
+    let shown = protocol::spec::redact_url(url);
     let parsed = url::Url::parse(url)
-        .map_err(|e| TaskError::fatal(format!("source URL is not a valid URL: {e}")))?;
+        .map_err(|e| TaskError::fatal(format!("{what} {shown} is not a valid URL: {e}")))?;
+    let mut mode = None;
+    let mut root = None;
     for (k, v) in parsed.query_pairs() {
-        if k == "sslmode" {
-            check_sslmode(&v, "the source URL")?;
+        match &*k {
+            "sslmode" => mode = Some(v.to_string()),
+            "sslrootcert" => root = Some(v.to_string()),
+            _ => {}
         }
     }
-    // Drop sslmode (we always connect without TLS, and tokio-postgres rejects `allow`). The
-    // other parameters are kept byte for byte: re-encoding them would turn spaces into `+`,
-    // which tokio-postgres does not decode.
+    let tls = TlsSettings::resolve(mode.as_deref(), root.as_deref(), env)
+        .map_err(|e| TaskError::fatal(format!("{what} {shown}: {e}")))?;
+    // The other parameters are kept byte for byte: re-encoding them would turn spaces into
+    // `+`, which tokio-postgres does not decode.
     let mut cleaned = parsed.clone();
     if let Some(query) = parsed.query() {
         let kept: Vec<&str> = query
@@ -124,37 +170,14 @@ fn parse_url(url: &str) -> Result<tokio_postgres::Config, TaskError> {
                 let key = pair.split('=').next().unwrap_or_default();
                 url::form_urlencoded::parse(key.as_bytes())
                     .next()
-                    .is_none_or(|(k, _)| k != "sslmode")
+                    .is_none_or(|(k, _)| k != "sslmode" && k != "sslrootcert")
             })
             .collect();
         cleaned.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
     }
-    tokio_postgres::Config::from_str(cleaned.as_str()).map_err(|e| {
-        TaskError::fatal(format!(
-            "source URL {}: {e}",
-            protocol::spec::redact_url(url)
-        ))
-    })
-}
-
-fn check_env_sslmode(env: &dyn Fn(&str) -> Option<String>) -> Result<(), TaskError> {
-    match env("PGSSLMODE") {
-        Some(mode) => check_sslmode(&mode, "PGSSLMODE"),
-        None => Ok(()),
-    }
-}
-
-fn check_sslmode(mode: &str, origin: &str) -> Result<(), TaskError> {
-    match mode {
-        "" | "disable" | "allow" | "prefer" => Ok(()),
-        "require" | "verify-ca" | "verify-full" => Err(TaskError::fatal(format!(
-            "{origin} asks for sslmode={mode}, but pgfleet does not support TLS connections yet; \
-             use sslmode=disable or prefer (or a TLS-terminating proxy such as PgBouncer)"
-        ))),
-        other => Err(TaskError::fatal(format!(
-            "{origin} has an unknown sslmode {other:?}"
-        ))),
-    }
+    let config = tokio_postgres::Config::from_str(cleaned.as_str())
+        .map_err(|e| TaskError::fatal(format!("{what} {shown}: {e}")))?;
+    Ok((config, tls))
 }
 
 fn parse_port(text: &str) -> Result<u16, TaskError> {
@@ -244,6 +267,13 @@ mod tests {
     }
 
     fn build(conn: &PgConn, vars: &[(&str, &str)]) -> Result<tokio_postgres::Config, TaskError> {
+        build_tls(conn, vars).map(|(c, _)| c)
+    }
+
+    fn build_tls(
+        conn: &PgConn,
+        vars: &[(&str, &str)],
+    ) -> Result<(tokio_postgres::Config, TlsSettings), TaskError> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -331,19 +361,94 @@ mod tests {
     }
 
     #[test]
-    fn tls_modes_are_refused_clearly() {
-        for mode in ["require", "verify-ca", "verify-full"] {
-            let err = build(
-                &conn(Some(&format!("postgresql://u@h/db?sslmode={mode}"))),
-                &[],
-            )
-            .unwrap_err();
-            assert!(!err.retryable);
-            assert!(err.message.contains("TLS"), "{}", err.message);
-        }
-        assert!(build(&conn(None), &[("PGSSLMODE", "require")]).is_err());
-        let c = build(&conn(Some("postgresql://u@h/db?sslmode=prefer")), &[]).unwrap();
-        assert_eq!(c.get_ssl_mode(), SslMode::Disable);
+    fn tls_settings_come_from_the_url_then_the_environment() {
+        // The URL's sslmode and sslrootcert are resolved and removed; the rest is kept.
+        let (c, tls) = build_tls(
+            &conn(Some(
+                "postgresql://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=7",
+            )),
+            &[("PGSSLMODE", "disable")],
+        )
+        .unwrap();
+        assert_eq!(tls.mode, SslMode::VerifyFull);
+        assert_eq!(tls.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(7)));
+        // No URL: PGSSLMODE / PGSSLROOTCERT, like libpq.
+        let (_, tls) = build_tls(
+            &conn(None),
+            &[("PGSSLMODE", "verify-ca"), ("PGSSLROOTCERT", "/ca.pem")],
+        )
+        .unwrap();
+        assert_eq!(tls.mode, SslMode::VerifyCa);
+        assert_eq!(tls.root_cert, Some(RootCert::File("/ca.pem".into())));
+        // allow is accepted (tokio-postgres alone rejects it).
+        let (_, tls) = build_tls(&conn(Some("postgresql://u@h/db?sslmode=allow")), &[]).unwrap();
+        assert_eq!(tls.mode, SslMode::Allow);
+        // Nothing said: prefer, as libpq.
+        let (_, tls) = build_tls(
+            &conn(Some("postgresql://u@h/db")),
+            &[("HOME", "/nonexistent")],
+        )
+        .unwrap();
+        assert_eq!(tls, TlsSettings::default());
+    }
+
+    #[test]
+    fn bad_tls_settings_are_fatal_one_liners_without_the_password() {
+        let err = build(
+            &conn(Some("postgresql://u:hunter2@h/db?sslmode=verify-fuul")),
+            &[],
+        )
+        .unwrap_err();
+        assert!(!err.retryable);
+        assert!(
+            err.message.contains("unknown sslmode \"verify-fuul\""),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        assert!(
+            err.message.starts_with(
+                "the source URL postgresql://u:***@h/db?sslmode=verify-fuul: unknown sslmode"
+            ),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains('\n'));
+        let err = build(&conn(None), &[("PGSSLMODE", "yes")]).unwrap_err();
+        assert!(err.message.contains("PGSSLMODE"), "{}", err.message);
+        // A root certificate that cannot be read fails when the connector is built.
+        let err = pg_config(&conn(Some(
+            "postgresql://u@h/db?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem",
+        )))
+        .unwrap_err();
+        assert!(!err.retryable);
+        assert!(
+            err.message
+                .contains("sslrootcert /nonexistent/ca.pem: cannot read it"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn state_url_may_be_a_key_value_string() {
+        let (c, tls) = url_config(
+            "host=127.0.0.1 user=u dbname=state sslmode=disable",
+            "the state database URL",
+        )
+        .unwrap();
+        assert_eq!(c.get_dbname(), Some("state"));
+        assert_eq!(tls.settings().mode, SslMode::Disable);
+        let err =
+            url_config("host=h password=hunter2 bogus=1", "the state database URL").unwrap_err();
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        let (_, tls) = url_config(
+            "postgresql://u@h/state?sslmode=require",
+            "the state database URL",
+        )
+        .unwrap();
+        assert_eq!(tls.settings().mode, SslMode::Require);
     }
 
     #[test]

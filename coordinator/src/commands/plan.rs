@@ -6,7 +6,7 @@ use super::load_spec;
 use crate::job::{ChunkWork, TableWork};
 use crate::plan::{plan_export, KeyChoice};
 use crate::restore;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use protocol::spec::{ExportSpec, RestoreSpec};
 use protocol::JobSpec;
 use std::path::Path;
@@ -21,12 +21,10 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
 }
 
 async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
-    let cfg = worker::pg::pg_config(&spec.source.conn()).map_err(|e| anyhow!(e.message))?;
-    let (client, conn) = cfg
-        .connect(tokio_postgres::NoTls)
+    let (cfg, tls) = worker::pg::pg_config(&spec.source.conn()).map_err(|e| anyhow!(e.message))?;
+    let client = worker::pg::connect(&cfg, &tls)
         .await
-        .context("connecting to the source")?;
-    tokio::spawn(conn);
+        .map_err(|e| anyhow!("connecting to the source: {e}"))?;
     client.batch_execute("BEGIN READ ONLY").await?;
     let plan = plan_export(&client, spec).await?;
     client.batch_execute("COMMIT").await?;
