@@ -54,12 +54,19 @@ enum Command {
             hide_env_values = true
         )]
         amqp_url: String,
+        /// PEM file of CA certificates trusted for an amqps:// URL (a private CA), besides the
+        /// system's.
+        #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
+        amqp_ca_file: Option<PathBuf>,
         /// Queue-name namespace; workers must use the same one.
         #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
         namespace: String,
-        /// Address for /metrics and /healthz (loopback by default).
+        /// Address for /metrics and /healthz (loopback by default; any other address needs
+        /// --metrics-token-file or --metrics-public).
         #[arg(long, env = "PGFLEET_METRICS_ADDR", default_value = "127.0.0.1:9180")]
         metrics_addr: SocketAddr,
+        #[command(flatten)]
+        metrics_auth: worker::http::MetricsAuthArgs,
         /// Publish the task backlog to CloudWatch (metric pgfleet/TaskBacklog, dimension
         /// Namespace) for the Auto Scaling policy in deploy/aws. AWS credentials and region
         /// come from the default chain.
@@ -119,20 +126,41 @@ async fn main() -> ExitCode {
         Command::Serve {
             state,
             amqp_url,
+            amqp_ca_file,
             namespace,
             metrics_addr,
+            metrics_auth,
             cloudwatch_backlog,
             cloudwatch_interval,
             cloudwatch_endpoint,
         } => {
+            let metrics_access = match metrics_auth.access(metrics_addr) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let cloudwatch = cloudwatch_backlog.then(|| commands::serve::CloudWatchOptions {
                 every: std::time::Duration::from_secs(cloudwatch_interval.max(1)),
                 endpoint: cloudwatch_endpoint,
             });
+            if let Some(path) = &amqp_ca_file {
+                if let Err(e) = worker::amqp::set_ca_file(path) {
+                    eprintln!("error: --amqp-ca-file: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             match protocol::topology::Topology::new(&namespace) {
                 Ok(t) => {
-                    commands::serve::run(&state.state_url, &amqp_url, t, metrics_addr, cloudwatch)
-                        .await
+                    commands::serve::run(
+                        &state.state_url,
+                        &amqp_url,
+                        t,
+                        (metrics_addr, metrics_access),
+                        cloudwatch,
+                    )
+                    .await
                 }
                 Err(e) => Err(anyhow::anyhow!(e)),
             }

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,10 @@ struct Args {
         hide_env_values = true
     )]
     amqp_url: String,
+    /// PEM file of CA certificates trusted for an amqps:// URL (a private CA), besides the
+    /// system's.
+    #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
+    amqp_ca_file: Option<PathBuf>,
     /// Queue-name namespace; must match the coordinator's.
     #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
     namespace: String,
@@ -30,9 +35,12 @@ struct Args {
     /// part_size * (parts_in_flight + 1) bytes of memory.
     #[arg(long, env = "PGFLEET_CONCURRENCY", default_value_t = 2)]
     concurrency: u16,
-    /// Address for /metrics, /healthz and /readyz.
+    /// Address for /metrics, /healthz and /readyz (loopback by default; any other address
+    /// needs --metrics-token-file or --metrics-public).
     #[arg(long, env = "PGFLEET_METRICS_ADDR", default_value = "127.0.0.1:9181")]
     metrics_addr: SocketAddr,
+    #[command(flatten)]
+    metrics_auth: worker::http::MetricsAuthArgs,
     /// Name shown in results and logs (default: host-pid).
     #[arg(long, env = "PGFLEET_WORKER_NAME")]
     name: Option<String>,
@@ -58,9 +66,22 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let metrics_access = match args.metrics_auth.access(args.metrics_addr) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.amqp_ca_file {
+        if let Err(e) = worker::amqp::set_ca_file(path) {
+            eprintln!("error: --amqp-ca-file: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let name = args.name.clone().unwrap_or_else(logging::process_name);
     let ready = Arc::new(AtomicBool::new(false));
-    match worker::http::spawn(args.metrics_addr, ready.clone()).await {
+    match worker::http::spawn_with_access(args.metrics_addr, ready.clone(), metrics_access).await {
         Ok(addr) => tracing::info!(%addr, "serving /metrics, /healthz, /readyz"),
         Err(e) => {
             eprintln!(

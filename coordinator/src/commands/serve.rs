@@ -18,7 +18,7 @@ pub async fn run(
     state_url: &str,
     amqp_url: &str,
     topology: Topology,
-    metrics_addr: SocketAddr,
+    (metrics_addr, metrics_access): (SocketAddr, worker::http::MetricsAccess),
     cloudwatch: Option<CloudWatchOptions>,
 ) -> Result<ExitCode> {
     let namespace = topology.namespace.clone();
@@ -26,7 +26,9 @@ pub async fn run(
     let _serve_lock = store.lock_serve().await?;
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = crate::metrics::metrics();
-    let addr = worker::http::spawn(metrics_addr, ready.clone()).await?;
+    let addr = worker::http::spawn_with_access(metrics_addr, ready.clone(), metrics_access)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {metrics_addr} for metrics: {e}"))?;
     tracing::info!(%addr, "serving /metrics and /healthz");
 
     let shutdown = CancellationToken::new();

@@ -9,7 +9,7 @@ use crate::error::{pg_error, TaskError};
 use deadpool_postgres::Object;
 use protocol::ExportChunk;
 
-pub(super) struct Session {
+pub struct Session {
     conn: Option<Object>,
     /// A transaction may be open: on drop, close the connection rather than pool it.
     dirty: bool,
@@ -18,7 +18,7 @@ pub(super) struct Session {
 impl Session {
     /// Check out a connection and open the transaction (importing the snapshot and setting the
     /// statement timeout when the task asks for them).
-    pub(super) async fn begin(ctx: &WorkerContext, task: &ExportChunk) -> Result<Self, TaskError> {
+    pub async fn begin(ctx: &WorkerContext, task: &ExportChunk) -> Result<Self, TaskError> {
         if let Some(id) = &task.snapshot {
             validate_snapshot_id(id)?;
         }
@@ -32,6 +32,10 @@ impl Session {
             // Must be the first statement of the transaction; ids cannot be bound as parameters.
             begin.push_str(&format!("; SET TRANSACTION SNAPSHOT '{id}'"));
         }
+        // Take the transaction's snapshot now, in the same round trip: from then on PostgreSQL
+        // refuses `SET TRANSACTION READ WRITE` ("must be set before any query"), so nothing
+        // run later in this transaction can make it writable.
+        begin.push_str("; SELECT 1");
         if let Err(e) = session.client().batch_execute(&begin).await {
             let err = pg_error(&e);
             session.rollback().await;
@@ -48,7 +52,7 @@ impl Session {
         Ok(session)
     }
 
-    pub(super) fn client(&self) -> &tokio_postgres::Client {
+    pub fn client(&self) -> &tokio_postgres::Client {
         // `conn` is only taken by consuming methods and Drop.
         self.conn
             .as_ref()
@@ -56,7 +60,7 @@ impl Session {
             .unwrap_or_else(|| unreachable!("session used after release"))
     }
 
-    pub(super) async fn commit(mut self) -> Result<(), TaskError> {
+    pub async fn commit(mut self) -> Result<(), TaskError> {
         match self.client().batch_execute("COMMIT").await {
             Ok(()) => {
                 self.dirty = false;
@@ -67,7 +71,7 @@ impl Session {
     }
 
     /// Best effort: the caller is already reporting the real error.
-    pub(super) async fn rollback(&mut self) {
+    pub async fn rollback(&mut self) {
         if self.client().is_closed() {
             return;
         }
@@ -77,7 +81,7 @@ impl Session {
     }
 
     /// Close the connection instead of returning it to the pool.
-    pub(super) fn discard(mut self) {
+    pub fn discard(mut self) {
         self.dirty = true;
     }
 }

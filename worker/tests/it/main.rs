@@ -6,4 +6,5 @@ mod common;
 mod export_chunk;
 mod export_rds_parquet;
 mod restore_file;
+mod source_read_only;
 mod transform_throughput;
