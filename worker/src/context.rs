@@ -4,12 +4,12 @@
 use crate::error::{pool_error, TaskError};
 use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
 use protocol::{PgConn, S3Options};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio_postgres::NoTls;
 
 /// Connections per source and process. Deliberately generous: how many chunks run against a
 /// source at once is capped fleet-wide by the coordinator, not here.
@@ -98,10 +98,10 @@ impl WorkerContext {
         if let Some(pool) = pools.get(&key) {
             return Ok(pool.clone());
         }
-        let config = crate::pg::pg_config(conn)?;
-        let manager = Manager::from_config(
+        let (config, tls) = crate::pg::pg_config(conn)?;
+        let manager = crate::pg::pool_manager(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -114,8 +114,11 @@ impl WorkerContext {
         Ok(pool)
     }
 
-    /// An S3 client for `opts`: the default credential chain, the SDK's standard retries, and
-    /// checksums only where required so that S3-compatible servers accept our requests.
+    /// An S3 client for `opts`: the default credential chain, the SDK's standard retries
+    /// (3 attempts with jittered exponential backoff; `AWS_MAX_ATTEMPTS` / `AWS_RETRY_MODE`
+    /// change them), a timeout on every attempt ([`s3_attempt_timeout`]) so that a stalled
+    /// request is retried instead of hanging the task, and checksums only where required so
+    /// that S3-compatible servers accept our requests.
     pub async fn s3(&self, opts: &S3Options) -> aws_sdk_s3::Client {
         let key = S3Key::from(opts);
         let mut clients = self.inner.s3.lock().await;
@@ -133,7 +136,13 @@ async fn build_s3_client(opts: &S3Options) -> aws_sdk_s3::Client {
         Some(r) => RegionProviderChain::first_try(Region::new(r.clone())),
         None => RegionProviderChain::default_provider().or_else(DEFAULT_REGION),
     };
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region);
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(S3_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(s3_attempt_timeout())
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .timeout_config(timeouts);
     if let Some(endpoint) = &opts.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
@@ -144,4 +153,34 @@ async fn build_s3_client(opts: &S3Options) -> aws_sdk_s3::Client {
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Establishing a connection to S3 (the SDK's own default).
+const S3_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3100);
+const DEFAULT_S3_ATTEMPT_TIMEOUT_SECS: f64 = 120.0;
+
+/// `PGFLEET_S3_ATTEMPT_TIMEOUT` (seconds, default 120): the longest one attempt of an S3
+/// request may take to send its body and receive the response (for an 8 MiB part, 120 s is
+/// under 70 KB/s), and the longest a response body being read may go without data. An attempt
+/// that takes longer is abandoned and retried like a 5xx. Raise it for very large parts on
+/// slow links. Read once per process.
+pub fn s3_attempt_timeout() -> std::time::Duration {
+    static TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *TIMEOUT.get_or_init(|| {
+        let name = "PGFLEET_S3_ATTEMPT_TIMEOUT";
+        let secs = match std::env::var(name) {
+            Err(_) => DEFAULT_S3_ATTEMPT_TIMEOUT_SECS,
+            Ok(v) => match v.trim().parse::<f64>() {
+                Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => s,
+                _ => {
+                    tracing::warn!(
+                        value = %v,
+                        "{name} is not a number of seconds in (0, 86400]; using {DEFAULT_S3_ATTEMPT_TIMEOUT_SECS}"
+                    );
+                    DEFAULT_S3_ATTEMPT_TIMEOUT_SECS
+                }
+            },
+        };
+        std::time::Duration::from_secs_f64(secs)
+    })
 }

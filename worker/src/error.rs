@@ -111,7 +111,6 @@ const S3_FATAL_CODES: &[&str] = &[
     "InvalidPart",
     "InvalidPartOrder",
     "InvalidArgument",
-    "NoSuchUpload",
     "KMS.DisabledException",
 ];
 
@@ -126,6 +125,10 @@ const S3_RETRYABLE_CODES: &[&str] = &[
     "ServiceUnavailable",
     "OperationAborted",
     "RequestLimitExceeded",
+    // The multipart upload is gone: aborted meanwhile (a lifecycle rule), or completed by an
+    // earlier attempt of the same CompleteMultipartUpload whose response was lost. Either
+    // way a new attempt of the chunk starts a new upload.
+    "NoSuchUpload",
 ];
 
 /// Classify an S3 SDK error. `op` names the operation (e.g. "UploadPart").
@@ -245,6 +248,7 @@ mod tests {
         assert!(err(502, "").retryable);
         assert!(err(429, "").retryable);
         assert!(err(400, "RequestTimeout").retryable);
+        assert!(err(404, "NoSuchUpload").retryable);
         let timeout: SdkError<PutObjectError, HttpResponse> = SdkError::timeout_error("slow");
         assert!(s3_error("PutObject", &timeout).retryable);
     }

@@ -30,27 +30,18 @@ pub async fn list(
             prefix: base,
         } => {
             let client = ctx.s3(s3).await;
-            let mut pages = client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(format!("{base}{prefix}"))
-                .into_paginator()
-                .send();
-            let mut out = Vec::new();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| s3_error("ListObjectsV2", &e))?;
-                for o in page.contents() {
-                    let Some(key) = o.key() else { continue };
-                    let Some(rel) = key.strip_prefix(base.as_str()) else {
-                        continue;
-                    };
-                    out.push(ObjectInfo {
-                        key: rel.to_string(),
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                    });
+            let mut round = 1;
+            loop {
+                match list_s3(&client, bucket, base, prefix).await {
+                    Ok(out) => break out,
+                    Err(e) if e.retryable && round < READ_ROUNDS => {
+                        tracing::debug!(error = %e, round, "retrying an S3 listing");
+                        tokio::time::sleep(READ_ROUND_PAUSE * round).await;
+                        round += 1;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            out
         }
         ObjectLocation::File { root } => {
             let root = Path::new(root);
@@ -138,15 +129,19 @@ async fn read(
     match location {
         ObjectLocation::S3 { bucket, .. } => {
             let client = ctx.s3(s3).await;
-            let mut req = client.get_object().bucket(bucket).key(location.key(key));
-            if let Some(r) = &range {
-                req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+            let key = location.key(key);
+            let mut round = 1;
+            loop {
+                match get_s3(&client, bucket, &key, range.as_ref()).await {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(e) if e.retryable && round < READ_ROUNDS => {
+                        tracing::debug!(error = %e, round, "retrying an S3 read");
+                        tokio::time::sleep(READ_ROUND_PAUSE * round).await;
+                        round += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            let out = req.send().await.map_err(|e| s3_error("GetObject", &e))?;
-            let body = out.body.collect().await.map_err(|e| {
-                TaskError::retryable(format!("reading s3://{bucket}/{}: {e}", location.key(key)))
-            })?;
-            Ok(body.into_bytes())
         }
         ObjectLocation::File { root } => {
             let path = resolve(root, key)?;
@@ -156,6 +151,95 @@ async fn read(
                 .map_err(|e| TaskError::retryable(format!("reading a file: {e}")))?
         }
     }
+}
+
+/// Rounds of an S3 read or listing, each with the SDK's own retries: the SDK retries a
+/// request, but not a body that breaks off or stalls after the response head, and the
+/// coordinator's planning reads have no task retry behind them.
+const READ_ROUNDS: u32 = 3;
+const READ_ROUND_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn list_s3(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    base: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectInfo>, TaskError> {
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(format!("{base}{prefix}"))
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            s3_error("ListObjectsV2", &e)
+                .context(format_args!("listing s3://{bucket}/{base}{prefix}"))
+        })?;
+        for o in page.contents() {
+            let Some(key) = o.key() else { continue };
+            let Some(rel) = key.strip_prefix(base) else {
+                continue;
+            };
+            out.push(ObjectInfo {
+                key: rel.to_string(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One GetObject, body included. Every wait for more of the body is bounded by the S3 attempt
+/// timeout: the SDK's own timeouts end at the response head.
+async fn get_s3(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    range: Option<&Range<u64>>,
+) -> Result<Bytes, TaskError> {
+    let url = || format!("s3://{bucket}/{key}");
+    let mut req = client.get_object().bucket(bucket).key(key);
+    if let Some(r) = range {
+        req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| s3_error("GetObject", &e).context(url()))?;
+    let expected = out.content_length.and_then(|n| usize::try_from(n).ok());
+    let idle = crate::context::s3_attempt_timeout();
+    let mut body = out.body;
+    let mut buf = bytes::BytesMut::with_capacity(expected.unwrap_or(0));
+    loop {
+        match tokio::time::timeout(idle, body.next()).await {
+            Err(_) => {
+                return Err(TaskError::retryable(format!(
+                    "reading {}: no data for {idle:?} ({} bytes read)",
+                    url(),
+                    buf.len()
+                )))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(TaskError::retryable(format!(
+                    "reading {}: {}",
+                    url(),
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )))
+            }
+            Ok(Some(Ok(data))) => buf.extend_from_slice(&data),
+        }
+    }
+    if let Some(n) = expected.filter(|&n| n != buf.len()) {
+        return Err(TaskError::retryable(format!(
+            "reading {}: got {} of {n} bytes",
+            url(),
+            buf.len()
+        )));
+    }
+    Ok(buf.freeze())
 }
 
 fn read_file(path: &Path, range: Option<Range<u64>>) -> Result<Bytes, TaskError> {
