@@ -52,11 +52,16 @@ impl AmqpBroker {
         tokio::spawn(async move {
             let mut failures = 0u32;
             while !shutdown.is_cancelled() {
+                let started = std::time::Instant::now();
                 let result = session(&url, &topology, &slot, &inbound, &shutdown).await;
                 *slot.lock().await = None;
                 match result {
                     Ok(()) => break,
                     Err(e) => {
+                        // A connection that lived a while was healthy: start the backoff afresh.
+                        if started.elapsed() >= std::time::Duration::from_secs(30) {
+                            failures = 0;
+                        }
                         let wait = amqp::backoff(failures);
                         failures = failures.saturating_add(1);
                         tracing::warn!(error = %e, retry_in = ?wait, "RabbitMQ connection lost; reconnecting");

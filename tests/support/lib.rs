@@ -9,6 +9,9 @@ pub mod export_check;
 pub mod fixtures;
 pub mod procs;
 pub mod rds_fixture;
+pub mod s3_faults;
+pub mod scenario;
+pub mod tls;
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;

@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// A session that lasted this long resets the reconnect backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
 pub struct ConsumerConfig {
     pub amqp_url: String,
     pub topology: Topology,
@@ -36,10 +39,15 @@ pub async fn run(
 ) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
+        let started = std::time::Instant::now();
         match session(&cfg, &ctx, &ready, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 ready.store(false, Ordering::Relaxed);
+                // A connection that lived a while was healthy: start the backoff afresh.
+                if started.elapsed() >= HEALTHY_SESSION {
+                    failures = 0;
+                }
                 metrics()
                     .connection_errors
                     .with_label_values(&["amqp"])

@@ -16,7 +16,7 @@ pub async fn execute(ctx: &WorkerContext, envelope: &TaskEnvelope) -> ResultEnve
         Task::ExportChunk(chunk) => (
             chunk.table.display_name(),
             chunk.output.location.key(&chunk.output.key),
-            crate::export::export_chunk(ctx, chunk).await,
+            crate::export::export_chunk_as(ctx, chunk, Some(&envelope.task_id)).await,
         ),
         Task::RestoreFile(file) => (
             file.table.display_name(),

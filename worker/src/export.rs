@@ -6,8 +6,9 @@
 //! the table size. Either the whole object appears, or nothing (the sink aborts on any error).
 
 pub mod parquet;
-mod session;
+pub mod session;
 mod sql;
+pub mod written;
 
 use crate::context::WorkerContext;
 use crate::encode::Encoder;
@@ -43,10 +44,20 @@ pub async fn export_chunk(
     ctx: &WorkerContext,
     task: &ExportChunk,
 ) -> Result<ChunkStats, TaskError> {
+    export_chunk_as(ctx, task, None).await
+}
+
+/// [`export_chunk`] on behalf of task `task_id`: the object is tagged with it, and an object
+/// this task already wrote (a duplicate delivery) is reported, not written again.
+pub async fn export_chunk_as(
+    ctx: &WorkerContext,
+    task: &ExportChunk,
+    task_id: Option<&str>,
+) -> Result<ChunkStats, TaskError> {
     let url = object_url(&task.output.location, &task.output.key);
     let table = task.table.display_name();
     let started = std::time::Instant::now();
-    let result = run(ctx, task).await;
+    let result = run(ctx, task, task_id).await;
     match &result {
         Ok(stats) => tracing::debug!(
             table = %table,
@@ -61,7 +72,11 @@ pub async fn export_chunk(
     result.map_err(|e| e.context(format_args!("exporting {table} to {url}")))
 }
 
-async fn run(ctx: &WorkerContext, task: &ExportChunk) -> Result<ChunkStats, TaskError> {
+async fn run(
+    ctx: &WorkerContext,
+    task: &ExportChunk,
+    task_id: Option<&str>,
+) -> Result<ChunkStats, TaskError> {
     // Everything that can be checked without I/O first: a bad task never opens anything.
     let query = copy_query(task)?;
     if let Some(id) = &task.snapshot {
@@ -73,6 +88,16 @@ async fn run(ctx: &WorkerContext, task: &ExportChunk) -> Result<ChunkStats, Task
         OutputFormat::RdsParquet => Some(parquet::prepare(task)?),
         OutputFormat::Csv | OutputFormat::CsvGz => None,
     };
+    if let Some(id) = task_id {
+        if let Some(stats) = written::already_written(ctx, task, id).await? {
+            tracing::info!(
+                task = id,
+                rows = stats.rows,
+                "part already written by an earlier delivery of this task; not exporting it again"
+            );
+            return Ok(stats);
+        }
+    }
     let parts_in_flight = usize::try_from(task.output.parts_in_flight.max(1)).unwrap_or(1);
     let mut writer = ObjectWriter::open(
         ctx,
@@ -82,6 +107,7 @@ async fn run(ctx: &WorkerContext, task: &ExportChunk) -> Result<ChunkStats, Task
             s3: &task.output.s3,
             content_type: task.output.format.content_type(),
             parts_in_flight,
+            task_id,
         },
     )
     .await?;

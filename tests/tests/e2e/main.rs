@@ -5,7 +5,12 @@
 mod cloudwatch_backlog;
 mod deploy_files;
 mod export_fleet;
+mod faults;
+mod faults_s3;
+mod identifiers;
 mod observability;
 mod restore_roundtrip;
 mod restore_variants;
 mod scale_in;
+mod secrets;
+mod tls;

@@ -25,6 +25,8 @@ pub struct WriterOptions<'a> {
     pub content_type: &'a str,
     /// S3 parts uploading at once; `write_part` waits when this many are in flight.
     pub parts_in_flight: usize,
+    /// The task writing the object, recorded in its metadata (S3 only).
+    pub task_id: Option<&'a str>,
 }
 
 impl ObjectWriter {
@@ -38,13 +40,16 @@ impl ObjectWriter {
         match location {
             ObjectLocation::S3 { bucket, .. } => {
                 let client = ctx.s3(opts.s3).await;
-                Ok(Self::S3(S3Writer::new(
-                    client,
-                    bucket.clone(),
-                    location.key(key),
-                    opts.content_type.to_string(),
-                    opts.parts_in_flight,
-                )))
+                Ok(Self::S3(
+                    S3Writer::new(
+                        client,
+                        bucket.clone(),
+                        location.key(key),
+                        opts.content_type.to_string(),
+                        opts.parts_in_flight,
+                    )
+                    .with_task_id(opts.task_id),
+                ))
             }
             ObjectLocation::File { root } => Ok(Self::File(FileWriter::create(root, key).await?)),
         }
@@ -104,6 +109,7 @@ pub async fn put_object(
         s3,
         content_type,
         parts_in_flight: 1,
+        task_id: None,
     };
     let mut writer = ObjectWriter::open(ctx, location, key, &opts).await?;
     if let Err(e) = writer.write_part(body).await {

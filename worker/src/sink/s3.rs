@@ -5,6 +5,7 @@
 //! aborts the upload so no parts linger (and bill).
 
 use crate::error::{s3_error, TaskError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -26,6 +27,8 @@ pub struct S3Writer {
     bytes: u64,
     /// Finished or aborted: nothing for `Drop` to clean up.
     settled: bool,
+    /// Stored as the object's `pgfleet-task` metadata (see export::written).
+    task_id: Option<String>,
 }
 
 impl S3Writer {
@@ -49,7 +52,19 @@ impl S3Writer {
             done: Vec::new(),
             bytes: 0,
             settled: false,
+            task_id: None,
         }
+    }
+
+    /// Tag the object with the task that writes it.
+    pub fn with_task_id(mut self, task_id: Option<&str>) -> Self {
+        self.task_id = task_id.map(str::to_string);
+        self
+    }
+
+    fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
+        let id = self.task_id.clone()?;
+        Some([(crate::export::written::TASK_METADATA.to_string(), id)].into())
     }
 
     pub fn url(&self) -> String {
@@ -101,6 +116,7 @@ impl S3Writer {
             .bucket(&self.bucket)
             .key(&self.key)
             .content_type(&self.content_type)
+            .set_metadata(self.metadata())
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
@@ -117,6 +133,7 @@ impl S3Writer {
             .bucket(&self.bucket)
             .key(&self.key)
             .content_type(&self.content_type)
+            .set_metadata(self.metadata())
             .send()
             .await
             .map_err(|e| s3_error("CreateMultipartUpload", &e).context(self.url()))?;
@@ -238,23 +255,47 @@ impl S3Writer {
     }
 }
 
+/// Rounds of AbortMultipartUpload (each with the SDK's own retries) before giving up: an upload
+/// left behind bills its parts until a lifecycle rule removes it, so it is worth more than
+/// the SDK's few quick attempts when S3 is having trouble — the very time uploads fail.
+const ABORT_ROUNDS: u32 = 3;
+const ABORT_ROUND_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
-    let result = client
-        .abort_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(upload_id)
-        .send()
-        .await;
-    match result {
-        Ok(_) => tracing::debug!(bucket, key, "aborted multipart upload"),
-        Err(e) => tracing::warn!(
-            bucket,
-            key,
-            upload_id,
-            error = %s3_error("AbortMultipartUpload", &e),
-            "could not abort a multipart upload; a bucket lifecycle rule for incomplete uploads will clean it up"
-        ),
+    let mut round = 1;
+    loop {
+        let result = client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => {
+                tracing::debug!(bucket, key, "aborted multipart upload");
+                return;
+            }
+            // Gone already: nothing left to bill.
+            Err(e) if e.code() == Some("NoSuchUpload") => {
+                tracing::debug!(bucket, key, "multipart upload already gone");
+                return;
+            }
+            Err(e) => s3_error("AbortMultipartUpload", &e),
+        };
+        if !error.retryable || round >= ABORT_ROUNDS {
+            tracing::warn!(
+                bucket,
+                key,
+                upload_id,
+                error = %error,
+                "could not abort a multipart upload; a bucket lifecycle rule for incomplete uploads will clean it up"
+            );
+            return;
+        }
+        tracing::debug!(bucket, key, error = %error, round, "aborting a multipart upload failed; trying again");
+        tokio::time::sleep(ABORT_ROUND_PAUSE * round).await;
+        round += 1;
     }
 }
 
