@@ -25,7 +25,6 @@ pub fn init_env() {
                 "postgresql://postgres@127.0.0.1:5432/postgres",
             ),
             ("PGFLEET_TEST_S3_ENDPOINT", "http://127.0.0.1:9000"),
-            ("PGFLEET_TEST_S3_FS_ROOT", "/tmp/pgfleet-s3"),
             ("AWS_ACCESS_KEY_ID", "pgfleet"),
             ("AWS_SECRET_ACCESS_KEY", "pgfleet-secret"),
             ("AWS_REGION", "us-east-1"),
@@ -202,7 +201,7 @@ pub async fn pending_uploads(client: &Client, bucket: &str) -> usize {
     match client.list_multipart_uploads().bucket(bucket).send().await {
         Ok(out) => out.uploads().len(),
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(501) => {
-            let root = env("PGFLEET_TEST_S3_FS_ROOT");
+            let root = s3_fs_root();
             let prefix = format!(".bucket-{}.object-", base64url(bucket.as_bytes()));
             let entries = std::fs::read_dir(&root).unwrap_or_else(|e| {
                 panic!("ListMultipartUploads is not implemented and {root} (PGFLEET_TEST_S3_FS_ROOT) is unreadable: {e}")
@@ -220,6 +219,32 @@ pub async fn pending_uploads(client: &Client, bucket: &str) -> usize {
             aws_sdk_s3::error::DisplayErrorContext(&e)
         ),
     }
+}
+
+/// The data folder of the local s3s-fs: `PGFLEET_TEST_S3_FS_ROOT`, else the last argument of
+/// the running `s3s-fs` process (services.sh starts it as `s3s-fs ... DATA_DIR`; a checkout may
+/// use one that another checkout started).
+fn s3_fs_root() -> String {
+    if let Ok(root) = std::env::var("PGFLEET_TEST_S3_FS_ROOT") {
+        return root;
+    }
+    let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    for p in procs {
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("s3s-fs")) {
+            if let Some(root) = args.last() {
+                return root.clone();
+            }
+        }
+    }
+    panic!("no running s3s-fs found; set PGFLEET_TEST_S3_FS_ROOT to its data folder")
 }
 
 /// URL-safe base64 without padding (how s3s-fs names its metadata files).
