@@ -130,6 +130,21 @@ step "test tools (prometheus, cfn-lint)" ensure_test_tools
 step "build dependencies" ensure_build_deps
 step "local services (deploy/local/services.sh)" bash deploy/local/services.sh start
 
+# Test namespaces that interrupted runs left on the local broker. Each is four quorum queues;
+# hundreds of them make every broker start (and the restart test) slow, and once left the
+# broker unresponsive. Only names the tests make (pgfleet-test-*, pgfleet-tls-*, pgfleet-cw-*).
+clean_test_queues() {
+    if ! pgf_have rabbitmqctl; then
+        echo "no local rabbitmqctl (remote broker?): nothing cleaned"
+        return 0
+    fi
+    local n
+    n=$(pgf_as_root timeout 120 rabbitmqctl -q eval 'length([rabbit_amqqueue:delete(Q, false, false, <<"pgfleet-tests">>) || Q <- rabbit_amqqueue:list(), binary:match(element(4, amqqueue:get_name(Q)), [<<"pgfleet-test-">>, <<"pgfleet-tls-">>, <<"pgfleet-cw-">>]) =/= nomatch]).' 2>&1) ||
+        { echo "warning: could not clean leftover test queues: $n"; return 0; }
+    echo "deleted $n leftover test queue(s)"
+}
+step "leftover test queues (RabbitMQ)" clean_test_queues
+
 # shellcheck source=env.sh
 . deploy/local/env.sh
 

@@ -134,6 +134,49 @@ impl Fleet {
         cmd
     }
 
+    /// Delete this fleet's queues and exchange: every test namespace creates four quorum
+    /// queues, and hundreds left behind slow every later broker start (each recovers its log).
+    fn delete_topology(&self) {
+        let Ok(topology) = protocol::topology::Topology::new(&self.namespace) else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let url = crate::amqp_url();
+                let connect = lapin::Connection::connect(&url, Default::default());
+                let Ok(Ok(conn)) =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), connect).await
+                else {
+                    return;
+                };
+                for queue in [&topology.tasks, &topology.results, &topology.dead_letters] {
+                    // A fresh channel each: a failed delete closes its channel.
+                    if let Ok(ch) = conn.create_channel().await {
+                        let _ = ch
+                            .queue_delete(queue.as_str().into(), Default::default())
+                            .await;
+                    }
+                }
+                if let Ok(ch) = conn.create_channel().await {
+                    let _ = ch
+                        .exchange_delete(
+                            topology.dead_letter_exchange.as_str().into(),
+                            Default::default(),
+                        )
+                        .await;
+                }
+                let _ = conn.close(200, "test cleanup".into()).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+
     /// `coordinator <args>` against this fleet's state database; returns (status, stdout, stderr).
     pub fn coordinator(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(crate::bin("coordinator"))
@@ -146,5 +189,16 @@ impl Fleet {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        // Stop the processes first (their own Drop would run after this), then the queues.
+        self.coordinator.kill();
+        for w in &mut self.workers {
+            w.kill();
+        }
+        self.delete_topology();
     }
 }

@@ -54,8 +54,24 @@ pub async fn connect_with_ca(
         identity: None,
         cert_chain: ca_pem.map(str::to_string),
     };
-    Connection::connect_with_config(url, options, tls, lapin::runtime::default_runtime()?).await
+    // A broker that accepts TCP but never answers the handshake (overloaded, half-started)
+    // would otherwise hold the caller forever instead of letting it back off and retry.
+    let connect =
+        Connection::connect_with_config(url, options, tls, lapin::runtime::default_runtime()?);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(result) => result,
+        Err(_) => Err(lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "RabbitMQ did not complete the connection handshake within {}s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ))),
+    }
 }
+
+/// Bound on opening a connection, TCP and AMQP handshake included.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();

@@ -191,17 +191,32 @@ async fn kill_coordinator_mid_job_and_restart() -> anyhow::Result<()> {
     sc.drop().await
 }
 
-/// `pg_terminate_backend` on every COPY of the scenario's job, once.
-async fn terminate_copies(sc: &Scenario) -> anyhow::Result<i64> {
+/// `pg_terminate_backend` on the scenario's running COPYs: waits for one, terminates every
+/// COPY running at that moment, and tries again if they all finished in between. Returns how
+/// many backends it terminated.
+async fn terminate_copies(sc: &Scenario, fleet: &Fleet) -> anyhow::Result<i64> {
     let admin = connect(&pg_admin_url()).await?;
-    let rows = admin
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND application_name = $2 AND query ILIKE 'COPY%'",
-            &[&sc.copy_db().name, &sc.app],
-        )
-        .await?;
-    Ok(rows.iter().filter(|r| r.get::<_, bool>(0)).count() as i64)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        sc.wait_for_copies(1, fleet, Duration::from_secs(120))
+            .await?;
+        let rows = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND application_name = $2 AND state = 'active'
+                   AND query ILIKE 'COPY%'",
+                &[&sc.copy_db().name, &sc.app],
+            )
+            .await?;
+        let killed = rows.iter().filter(|r| r.get::<_, bool>(0)).count() as i64;
+        if killed > 0 {
+            return Ok(killed);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "never caught a COPY to terminate"
+        );
+    }
 }
 
 /// 4a. The source's backend is terminated mid-COPY: the worker reports a retryable failure,
@@ -219,10 +234,7 @@ async fn source_backend_terminated_mid_copy() -> anyhow::Result<()> {
     .await?;
     let fleet = Fleet::start(&sc.state.url, 2, 1);
     let submit = sc.submit(JOB_TIMEOUT);
-    sc.wait_for_copies(1, &fleet, Duration::from_secs(120))
-        .await?;
-    let killed = terminate_copies(&sc).await?;
-    assert!(killed >= 1, "no COPY to terminate");
+    let killed = terminate_copies(&sc, &fleet).await?;
     let (ok, job, err) = finish_submit(submit).await?;
     assert!(ok, "export failed: {err}");
     sc.check_export().await?;
@@ -247,10 +259,7 @@ async fn target_backend_terminated_mid_copy() -> anyhow::Result<()> {
     let sc = Scenario::restore("term_dst", 240_000, 60_000, 60_000, 2).await?;
     let fleet = Fleet::start(&sc.state.url, 2, 1);
     let submit = sc.submit(JOB_TIMEOUT);
-    sc.wait_for_copies(1, &fleet, Duration::from_secs(120))
-        .await?;
-    let killed = terminate_copies(&sc).await?;
-    assert!(killed >= 1, "no COPY to terminate");
+    let killed = terminate_copies(&sc, &fleet).await?;
     let (ok, job, err) = finish_submit(submit).await?;
     assert!(
         ok,
@@ -263,7 +272,7 @@ async fn target_backend_terminated_mid_copy() -> anyhow::Result<()> {
         results
             .iter()
             .any(|r| r.outcome == "retryable" && r.applied.starts_with("retry")),
-        "no retry recorded: {results:?}"
+        "no retry recorded after terminating {killed} backend(s): {results:?}"
     );
     assert_eq!(sc.status(&job)?["job"]["state"], "succeeded");
     drop(fleet);
@@ -402,12 +411,12 @@ async fn permanent_failures_fail_their_job_only() -> anyhow::Result<()> {
     // Nothing in flight: the tasks already queued for the failed jobs run, are ignored, and the
     // queue drains.
     let tasks = tasks_queue(&fleet.namespace);
-    wait_until(
-        "the task queue to drain",
-        Duration::from_secs(60),
-        || async { Ok(queue_messages(&tasks)? == 0) },
-    )
-    .await?;
+    // rabbitmqctl is a whole Erlang VM per call: poll once a second, not in a tight loop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue_messages(&tasks)? != 0 {
+        anyhow::ensure!(Instant::now() < deadline, "the task queue never drained");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 
     drop(fleet);
     // Databases first: the role holds privileges in one of them.
