@@ -13,7 +13,7 @@
 #   --db NAME   database to (re)create, default bench. It is DROPPED first.
 #
 # Environment: PGFLEET_BENCH_SQL overrides the fixture path (default ../shared/fixtures/bench_db.sql
-# next to the repository). Connects as postgres to 127.0.0.1:5432 (deploy/local/services.sh).
+# next to the repository, else the copy in deploy/local/fixtures/). Connects as postgres to 127.0.0.1:5432 (deploy/local/services.sh).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -68,7 +68,15 @@ postgres | template0 | template1 | pgfleet_state)
     ;;
 esac
 
-sql=${PGFLEET_BENCH_SQL:-$PGFLEET_REPO/../shared/fixtures/bench_db.sql}
+# The project's shared fixture when this checkout sits next to it, else the copy kept in the
+# repository (a clone on its own, CI), so the demo and the tests work from any clean clone.
+if [ -n "${PGFLEET_BENCH_SQL:-}" ]; then
+    sql=$PGFLEET_BENCH_SQL
+elif [ -r "$PGFLEET_REPO/../shared/fixtures/bench_db.sql" ]; then
+    sql=$PGFLEET_REPO/../shared/fixtures/bench_db.sql
+else
+    sql=$PGFLEET_REPO/deploy/local/fixtures/bench_db.sql
+fi
 [ -r "$sql" ] || pgf_die "fixture not found: $sql (set PGFLEET_BENCH_SQL to its path)"
 sql=$(realpath "$sql")
 
