@@ -48,7 +48,16 @@ impl std::error::Error for TaskError {}
 /// connection or protocol problem, which a later attempt (maybe on a fresh connection) can fix.
 pub fn pg_error(err: &tokio_postgres::Error) -> TaskError {
     let Some(db) = err.as_db_error() else {
-        return TaskError::retryable(format!("PostgreSQL connection error: {}", chain(err)));
+        let msg = format!("PostgreSQL connection error: {}", chain(err));
+        // An untrusted or mismatched server certificate stays so on every retry.
+        let tls_permanent = std::error::Error::source(err)
+            .and_then(|s| s.downcast_ref::<crate::pg::tls::HandshakeError>())
+            .is_some_and(|h| h.is_permanent());
+        return if tls_permanent {
+            TaskError::fatal(msg)
+        } else {
+            TaskError::retryable(msg)
+        };
     };
     let mut msg = format!(
         "PostgreSQL {} {}: {}",

@@ -149,6 +149,12 @@ async fn tls_postgres_sslmodes_verify_and_fail_clearly() -> anyhow::Result<()> {
         .await
         .expect_err("pool with the wrong CA");
     assert!(err.message.contains("not trusted by"), "{}", err.message);
+    // An untrusted certificate stays untrusted: the task fails at once, no retries.
+    assert!(
+        !err.retryable,
+        "a certificate error was retryable: {}",
+        err.message
+    );
     Ok(())
 }
 

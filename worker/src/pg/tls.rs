@@ -381,11 +381,30 @@ impl PgTls {
 
 /// A TLS handshake failure, in words.
 #[derive(Debug)]
-pub struct HandshakeError(String);
+pub struct HandshakeError {
+    message: String,
+    /// The certificate or the settings are wrong: trying again cannot help.
+    permanent: bool,
+}
+
+impl HandshakeError {
+    fn permanent(message: String) -> Self {
+        Self {
+            message,
+            permanent: true,
+        }
+    }
+
+    /// True when retrying cannot help (an untrusted or mismatched certificate, bad settings),
+    /// as opposed to a connection that broke during the handshake.
+    pub fn is_permanent(&self) -> bool {
+        self.permanent
+    }
+}
 
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -421,22 +440,34 @@ impl TlsConnect<Socket> for PgTlsConnect {
     fn connect(self, stream: Socket) -> Self::Future {
         Box::pin(async move {
             let Some(config) = self.rustls else {
-                return Err(HandshakeError(
+                return Err(HandshakeError::permanent(
                     "TLS requested with sslmode=disable".to_string(),
                 ));
             };
             let name = ServerName::try_from(self.domain.clone()).map_err(|_| {
-                HandshakeError(format!("{:?} is not a valid TLS server name", self.domain))
+                HandshakeError::permanent(format!(
+                    "{:?} is not a valid TLS server name",
+                    self.domain
+                ))
             })?;
             tokio_rustls::TlsConnector::from(config)
                 .connect(name, stream)
                 .await
                 .map(PgTlsStream)
-                .map_err(|e| {
-                    HandshakeError(describe_handshake_error(&e, &self.domain, &self.settings))
+                .map_err(|e| HandshakeError {
+                    message: describe_handshake_error(&e, &self.domain, &self.settings),
+                    permanent: is_certificate_error(&e),
                 })
         })
     }
+}
+
+/// rustls rejected the server's certificate (as opposed to an I/O failure mid-handshake).
+fn is_certificate_error(e: &io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_))
+    )
 }
 
 fn describe_handshake_error(e: &io::Error, host: &str, settings: &TlsSettings) -> String {
