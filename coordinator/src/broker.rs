@@ -59,7 +59,7 @@ impl AmqpBroker {
                     Ok(()) => break,
                     Err(e) => {
                         // A connection that lived a while was healthy: start the backoff afresh.
-                        if started.elapsed() >= std::time::Duration::from_secs(30) {
+                        if started.elapsed() >= amqp::HEALTHY_SESSION {
                             failures = 0;
                         }
                         let wait = amqp::backoff(failures);

@@ -70,6 +70,9 @@ pub async fn connect_with_ca(
     }
 }
 
+/// A connection that lived this long was healthy: reconnect loops start their backoff afresh.
+pub const HEALTHY_SESSION: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bound on opening a connection, TCP and AMQP handshake included.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 

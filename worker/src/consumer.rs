@@ -18,9 +18,6 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// A session that lasted this long resets the reconnect backoff.
-const HEALTHY_SESSION: Duration = Duration::from_secs(30);
-
 pub struct ConsumerConfig {
     pub amqp_url: String,
     pub topology: Topology,
@@ -45,7 +42,7 @@ pub async fn run(
             Err(e) => {
                 ready.store(false, Ordering::Relaxed);
                 // A connection that lived a while was healthy: start the backoff afresh.
-                if started.elapsed() >= HEALTHY_SESSION {
+                if started.elapsed() >= amqp::HEALTHY_SESSION {
                     failures = 0;
                 }
                 metrics()

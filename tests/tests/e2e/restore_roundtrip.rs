@@ -4,6 +4,7 @@
 //! reset and every constraint present and valid.
 
 use pgfleet_tests::procs::Fleet;
+use pgfleet_tests::scenario::checksums;
 use pgfleet_tests::*;
 use std::process::Command;
 
@@ -17,24 +18,6 @@ fn psql_url(url: &str) -> Command {
     let mut c = Command::new("psql");
     c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url]);
     c
-}
-
-/// Ordered checksum of every table, by text form of the rows.
-async fn checksums(
-    client: &tokio_postgres::Client,
-    tables: &[&str],
-) -> anyhow::Result<Vec<(String, i64, String)>> {
-    let mut out = Vec::new();
-    for t in tables {
-        let row = client
-            .query_one(
-                &format!("SELECT count(*), coalesce(md5(string_agg(x::text, '|' ORDER BY x::text)), '') FROM {t} x"),
-                &[],
-            )
-            .await?;
-        out.push((t.to_string(), row.get(0), row.get(1)));
-    }
-    Ok(out)
 }
 
 const TABLES: &[&str] = &[
