@@ -90,17 +90,29 @@ impl AmqpBroker {
         self.publish.lock().await.is_some()
     }
 
-    /// (task queue depth, dead-letter queue depth), when connected.
-    pub async fn depths(&self) -> Option<(u32, u32)> {
+    /// What AMQP tells of the queues, when connected.
+    pub async fn depths(&self) -> Option<AmqpDepths> {
         let channel = self.publish.lock().await.clone()?;
-        let tasks = amqp::queue_depth(&channel, &self.topology.tasks)
+        let (ready, consumers) = amqp::queue_depth(&channel, &self.topology.tasks)
             .await
             .ok()?;
-        let dead = amqp::queue_depth(&channel, &self.topology.dead_letters)
+        let (dead_letters, _) = amqp::queue_depth(&channel, &self.topology.dead_letters)
             .await
             .ok()?;
-        Some((tasks, dead))
+        Some(AmqpDepths {
+            ready,
+            consumers,
+            dead_letters,
+        })
     }
+}
+
+/// Task queue: messages ready and consumers; dead-letter queue: messages ready.
+#[derive(Debug, Clone, Copy)]
+pub struct AmqpDepths {
+    pub ready: u32,
+    pub consumers: u32,
+    pub dead_letters: u32,
 }
 
 async fn session(

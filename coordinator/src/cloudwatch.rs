@@ -1,17 +1,20 @@
 //! Opt-in: publish the task backlog to CloudWatch so an Auto Scaling target-tracking policy has
-//! its input on any RabbitMQ (self-hosted or Amazon MQ). Metric `pgfleet/TaskBacklog` (ready
-//! messages on `<namespace>.tasks`) and `pgfleet/DeadLetters`, dimension `Namespace`; the
-//! template in deploy/aws divides TaskBacklog by the group's in-service instances.
+//! its input on any RabbitMQ (self-hosted or Amazon MQ). Metric `pgfleet/TaskBacklog` (messages
+//! ready + unacknowledged on `<namespace>.tasks`, see `queue_stats`) and `pgfleet/DeadLetters`,
+//! dimension `Namespace`; the template in deploy/aws divides TaskBacklog by the group's
+//! in-service instances.
 
-use crate::broker::AmqpBroker;
+use crate::queue_stats::QueueStats;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub const METRIC_NAMESPACE: &str = "pgfleet";
 
 pub struct BacklogPublisher {
-    pub broker: AmqpBroker,
+    /// The latest sample of the serve loop (`None` while RabbitMQ is unreachable).
+    pub stats: watch::Receiver<Option<QueueStats>>,
     /// The queue namespace, published as the `Namespace` dimension.
     pub namespace: String,
     pub every: Duration,
@@ -33,14 +36,14 @@ impl BacklogPublisher {
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {}
                 }
-                let Some((tasks, dead)) = self.broker.depths().await else {
+                let Some(stats) = *self.stats.borrow() else {
                     continue;
                 };
-                let datum = |name: &str, value: u32| {
+                let datum = |name: &str, value: u64| {
                     MetricDatum::builder()
                         .metric_name(name)
                         .unit(StandardUnit::Count)
-                        .value(f64::from(value))
+                        .value(value as f64)
                         .dimensions(
                             Dimension::builder()
                                 .name("Namespace")
@@ -52,8 +55,8 @@ impl BacklogPublisher {
                 let sent = client
                     .put_metric_data()
                     .namespace(METRIC_NAMESPACE)
-                    .metric_data(datum("TaskBacklog", tasks))
-                    .metric_data(datum("DeadLetters", dead))
+                    .metric_data(datum("TaskBacklog", stats.backlog()))
+                    .metric_data(datum("DeadLetters", stats.dead_letters))
                     .send()
                     .await;
                 if let Err(e) = sent {

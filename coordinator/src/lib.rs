@@ -9,6 +9,8 @@ pub mod engine;
 pub mod job;
 pub mod metrics;
 pub mod plan;
+pub mod queue_stats;
+pub mod rabbitmq_api;
 pub mod rds;
 pub mod rds_export;
 pub mod restore;

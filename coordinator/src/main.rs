@@ -78,6 +78,12 @@ enum Command {
         /// Custom CloudWatch endpoint (a VPC endpoint, or an emulator).
         #[arg(long, env = "PGFLEET_CLOUDWATCH_ENDPOINT")]
         cloudwatch_endpoint: Option<String>,
+        /// RabbitMQ management API, for unacknowledged task counts (AMQP reports only ready
+        /// ones): http://127.0.0.1:15672, or Amazon MQ's https://b-….mq.REGION.amazonaws.com.
+        /// Credentials from this URL, else the AMQP URL's (the user needs the `monitoring`
+        /// tag). Without it, unacknowledged = tasks published without a result yet, minus ready.
+        #[arg(long, env = "PGFLEET_RABBITMQ_API_URL", hide_env_values = true)]
+        rabbitmq_api_url: Option<String>,
     },
     /// Submit a job spec (TOML) to `coordinator serve`; prints the job id.
     Submit {
@@ -133,6 +139,7 @@ async fn main() -> ExitCode {
             cloudwatch_backlog,
             cloudwatch_interval,
             cloudwatch_endpoint,
+            rabbitmq_api_url,
         } => {
             let metrics_access = match metrics_auth.access(metrics_addr) {
                 Ok(a) => a,
@@ -145,12 +152,27 @@ async fn main() -> ExitCode {
                 every: std::time::Duration::from_secs(cloudwatch_interval.max(1)),
                 endpoint: cloudwatch_endpoint,
             });
+            let mut ca_pem = None;
             if let Some(path) = &amqp_ca_file {
                 if let Err(e) = worker::amqp::set_ca_file(path) {
                     eprintln!("error: --amqp-ca-file: {e}");
                     return ExitCode::from(2);
                 }
+                ca_pem = worker::amqp::read_ca_file(path).ok();
             }
+            let rabbitmq_api = match rabbitmq_api_url
+                .as_deref()
+                .map(|u| {
+                    coordinator::rabbitmq_api::ManagementApi::new(u, &amqp_url, ca_pem.as_deref())
+                })
+                .transpose()
+            {
+                Ok(api) => api,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             match protocol::topology::Topology::new(&namespace) {
                 Ok(t) => {
                     commands::serve::run(
@@ -159,6 +181,7 @@ async fn main() -> ExitCode {
                         t,
                         (metrics_addr, metrics_access),
                         cloudwatch,
+                        rabbitmq_api,
                     )
                     .await
                 }

@@ -6,6 +6,7 @@
 //! The pgfleet job is labelled `job_id`, not `job`: Prometheus owns `job` (the scrape job).
 
 use crate::job::{ChunkState, JobRun, TableWork};
+use crate::queue_stats::QueueStats;
 use prometheus::{
     register_int_counter_vec, register_int_gauge, register_int_gauge_vec, IntCounterVec, IntGauge,
     IntGaugeVec,
@@ -23,7 +24,9 @@ pub struct CoordinatorMetrics {
     pub job_bytes_done: IntGaugeVec,
     pub job_bytes_planned: IntGaugeVec,
     pub job_wave: IntGaugeVec,
-    pub queue_ready: IntGauge,
+    pub task_queue: IntGaugeVec,
+    pub task_queue_consumers: IntGauge,
+    pub queue_stats_from_api: IntGauge,
     pub dead_letters: IntGauge,
     pub broker_up: IntGauge,
     /// Job ids that have per-job series now.
@@ -97,9 +100,21 @@ pub fn metrics() -> &'static CoordinatorMetrics {
                 "Restore: the lowest wave with tables not finished yet (0 for exports).",
                 &["job_id"],
             ),
-            queue_ready: register_int_gauge!(
+            task_queue: gauge_vec(
                 "pgfleet_coordinator_task_queue_messages",
-                "Messages ready on the task queue (the backlog workers have not taken)."
+                "Messages on the task queue: ready (no worker has taken them) and unacked (a \
+                 worker holds them). ready + unacked is the backlog to scale on.",
+                &["state"],
+            ),
+            task_queue_consumers: register_int_gauge!(
+                "pgfleet_coordinator_task_queue_consumers",
+                "Consumers (worker task slots' channels) on the task queue."
+            )
+            .expect("metric registers once"),
+            queue_stats_from_api: register_int_gauge!(
+                "pgfleet_coordinator_queue_stats_from_api",
+                "1 when the task-queue counts come from the RabbitMQ management API; 0 when \
+                 unacked is estimated (tasks published without a result, minus ready)."
             )
             .expect("metric registers once"),
             dead_letters: register_int_gauge!(
@@ -116,6 +131,9 @@ pub fn metrics() -> &'static CoordinatorMetrics {
         };
         for state in JOB_STATES {
             m.jobs.with_label_values(&[state]);
+        }
+        for state in ["ready", "unacked"] {
+            m.task_queue.with_label_values(&[state]);
         }
         for kind in ["export", "restore"] {
             for state in ["succeeded", "failed", "cancelled"] {
@@ -241,12 +259,19 @@ impl CoordinatorMetrics {
         }
     }
 
-    /// Queue depths from the broker; `None` (not connected) leaves the last values.
-    pub fn set_depths(&self, depths: Option<(u32, u32)>) {
-        self.broker_up.set(i64::from(depths.is_some()));
-        if let Some((tasks, dead)) = depths {
-            self.queue_ready.set(i64::from(tasks));
-            self.dead_letters.set(i64::from(dead));
+    /// Queue counts; `None` (not connected) leaves the last values.
+    pub fn set_queue(&self, stats: Option<&QueueStats>) {
+        self.broker_up.set(i64::from(stats.is_some()));
+        if let Some(s) = stats {
+            self.task_queue
+                .with_label_values(&["ready"])
+                .set(clamp(s.ready));
+            self.task_queue
+                .with_label_values(&["unacked"])
+                .set(clamp(s.unacked));
+            self.task_queue_consumers.set(clamp(s.consumers));
+            self.dead_letters.set(clamp(s.dead_letters));
+            self.queue_stats_from_api.set(i64::from(s.from_api));
         }
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local services pgfleet's tests need, all on loopback:
-#   PostgreSQL (127.0.0.1:5432, trust auth, with PostGIS), RabbitMQ (127.0.0.1:5672, guest/guest)
-#   and an S3-compatible server, s3s-fs (127.0.0.1:9000, pgfleet / pgfleet-secret).
+#   PostgreSQL (127.0.0.1:5432, trust auth, with PostGIS), RabbitMQ (127.0.0.1:5672, guest/guest,
+#   with its management API on 127.0.0.1:15672) and an S3-compatible server, s3s-fs
+#   (127.0.0.1:9000, pgfleet / pgfleet-secret).
 #
 # usage: deploy/local/services.sh [start|stop|status]     (default: start)
 #
@@ -18,6 +19,7 @@ set -euo pipefail
 
 PG_PORT=5432
 AMQP_PORT=5672
+AMQP_API_PORT=15672
 S3_PORT=9000
 S3_ACCESS_KEY=pgfleet
 S3_SECRET_KEY=pgfleet-secret
@@ -180,10 +182,30 @@ rabbitmq_write_config() {
         printf '# %s: node name, epmd and distribution on loopback only\nNODENAME=rabbit@localhost\nERL_EPMD_ADDRESS=127.0.0.1\nexport ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n' \
             "$MARK" | pgf_as_root tee /etc/rabbitmq/rabbitmq-env.conf >/dev/null
     fi
-    if ! pgf_as_root test -e /etc/rabbitmq/enabled_plugins; then
-        # No plugins: the management UI stays off.
-        echo '[].' | pgf_as_root tee /etc/rabbitmq/enabled_plugins >/dev/null
+}
+
+# The management API (queue counts incl. unacknowledged messages, which AMQP does not report)
+# on loopback only. On a running broker: the listener address is set in the node first (and
+# kept in rabbitmq.conf for its next start), then the plugin is enabled; no restart.
+rabbitmq_enable_api() {
+    pgf_port_open "$AMQP_API_PORT" && return 0
+    PATH="$PATH:/usr/sbin"
+    if ! pgf_as_root grep -q '^management.tcp.ip' /etc/rabbitmq/rabbitmq.conf 2>/dev/null; then
+        printf '# %s: management API on loopback only\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' \
+            "$MARK" "$AMQP_API_PORT" | pgf_as_root tee -a /etc/rabbitmq/rabbitmq.conf >/dev/null
     fi
+    pgf_as_root timeout 60 rabbitmqctl -q eval \
+        "application:set_env(rabbitmq_management, tcp_config, [{ip, \"127.0.0.1\"}, {port, $AMQP_API_PORT}], [{persistent, true}])." >/dev/null ||
+        pgf_die "could not set the RabbitMQ management listener to 127.0.0.1:$AMQP_API_PORT"
+    pgf_as_root timeout 120 rabbitmq-plugins -q enable rabbitmq_management >/dev/null ||
+        pgf_die "could not enable the rabbitmq_management plugin"
+    local i
+    for i in $(seq 30); do
+        pgf_port_open "$AMQP_API_PORT" && break
+        [ "$i" -eq 30 ] && pgf_die "the RabbitMQ management API does not listen on 127.0.0.1:$AMQP_API_PORT"
+        sleep 1
+    done
+    echo "rabbitmq: management API enabled on 127.0.0.1:$AMQP_API_PORT"
 }
 
 rabbitmq_start() {
@@ -225,11 +247,16 @@ rabbitmq_start() {
         pgf_die "rabbitmq-server $v is too old: pgfleet needs quorum queues (RabbitMQ 3.8 or newer)"
     fi
     echo "rabbitmq: $how on 127.0.0.1:$AMQP_PORT${v:+ (rabbitmq-server $v)}"
+    rabbitmq_enable_api
 }
 
 rabbitmq_status() {
     if pgf_port_open "$AMQP_PORT"; then
         echo "rabbitmq: running on 127.0.0.1:$AMQP_PORT"
+        pgf_port_open "$AMQP_API_PORT" || {
+            echo "rabbitmq: management API NOT answering on 127.0.0.1:$AMQP_API_PORT"
+            return 1
+        }
     else
         echo "rabbitmq: NOT answering on 127.0.0.1:$AMQP_PORT"
         return 1

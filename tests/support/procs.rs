@@ -39,6 +39,38 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The value of one series on this process's `/metrics` (its address is in its log), e.g.
+    /// `pgfleet_worker_tasks_in_flight` or `pgfleet_coordinator_task_queue_messages{state="ready"}`.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let log = strip_ansi(&self.logs());
+        let addr = log
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("addr=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .map(|a| a.trim_matches('"').to_string())
+            .ok_or_else(|| {
+                anyhow::anyhow!("no metrics address in the log of {}:\n{log}", self.name)
+            })?;
+        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream
+            .write_all(
+                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .filter(|rest| rest.starts_with(' '))
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .ok_or_else(|| anyhow::anyhow!("no {series} in the metrics of {} ({addr})", self.name))
+    }
+
     /// SIGKILL: the crash case.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -201,4 +233,22 @@ impl Drop for Fleet {
         }
         self.delete_topology();
     }
+}
+
+/// A log without terminal colour codes (`ESC [ … letter`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

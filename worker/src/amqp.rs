@@ -170,8 +170,9 @@ pub async fn publish_confirmed(channel: &Channel, queue: &str, body: &[u8]) -> a
     }
 }
 
-/// Messages ready and unacknowledged in a queue (passive declare: fails if it does not exist).
-pub async fn queue_depth(channel: &Channel, queue: &str) -> lapin::Result<u32> {
+/// (messages ready, consumers) of a queue, by passive declare (fails if it does not exist).
+/// AMQP does not report unacknowledged messages; see the coordinator's `rabbitmq_api`.
+pub async fn queue_depth(channel: &Channel, queue: &str) -> lapin::Result<(u32, u32)> {
     let q = channel
         .queue_declare(
             queue.into(),
@@ -182,7 +183,7 @@ pub async fn queue_depth(channel: &Channel, queue: &str) -> lapin::Result<u32> {
             FieldTable::default(),
         )
         .await?;
-    Ok(q.message_count())
+    Ok((q.message_count(), q.consumer_count()))
 }
 
 /// Exponential backoff with jitter for reconnect loops: 0.5s, 1s, 2s … capped at 30s.

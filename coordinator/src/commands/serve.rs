@@ -2,6 +2,8 @@
 
 use crate::broker::{AmqpBroker, Inbound};
 use crate::engine::{Engine, Publisher};
+use crate::queue_stats::{published_unfinished, QueueMonitor};
+use crate::rabbitmq_api::ManagementApi;
 use crate::store::PgStore;
 use anyhow::Result;
 use protocol::topology::Topology;
@@ -10,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use worker::context::WorkerContext;
 
@@ -20,6 +22,7 @@ pub async fn run(
     topology: Topology,
     (metrics_addr, metrics_access): (SocketAddr, worker::http::MetricsAccess),
     cloudwatch: Option<CloudWatchOptions>,
+    rabbitmq_api: Option<ManagementApi>,
 ) -> Result<ExitCode> {
     let namespace = topology.namespace.clone();
     let store = PgStore::connect(state_url).await?;
@@ -34,10 +37,15 @@ pub async fn run(
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     let (tx, mut inbound) = mpsc::channel(64);
-    let broker = AmqpBroker::spawn(amqp_url.to_string(), topology, tx, shutdown.clone());
+    let broker = AmqpBroker::spawn(amqp_url.to_string(), topology.clone(), tx, shutdown.clone());
+    if let Some(api) = &rabbitmq_api {
+        tracing::info!(api = %api.describe(), "queue counts from the RabbitMQ management API");
+    }
+    let mut queues = QueueMonitor::new(broker.clone(), rabbitmq_api, topology);
+    let (stats_tx, stats_rx) = watch::channel(None);
     if let Some(cw) = cloudwatch {
         crate::cloudwatch::BacklogPublisher {
-            broker: broker.clone(),
+            stats: stats_rx,
             namespace,
             every: cw.every,
             endpoint: cw.endpoint,
@@ -86,7 +94,9 @@ pub async fn run(
                         }
                     }
                 }
-                metrics.set_depths(broker.depths().await);
+                let stats = queues.sample(published_unfinished(engine.jobs())).await;
+                metrics.set_queue(stats.as_ref());
+                stats_tx.send_replace(stats);
                 metrics.refresh(engine.jobs());
             }
         }

@@ -346,7 +346,7 @@ async fn upload_part_failing_for_good_fails_the_job_and_aborts_every_upload() ->
             .message_count();
         let mut running = 0.0;
         for w in &fleet.workers {
-            running += worker_gauge(&w.logs(), "pgfleet_worker_tasks_in_flight").await?;
+            running += w.metric("pgfleet_worker_tasks_in_flight").await?;
         }
         let stats = proxy.stats();
         if queued == 0 && running == 0.0 && stats.open_uploads().is_empty() {
@@ -396,35 +396,6 @@ async fn upload_part_failing_for_good_fails_the_job_and_aborts_every_upload() ->
     state.drop().await?;
     eprintln!("test took {:?}", started.elapsed());
     Ok(())
-}
-
-/// The value of an unlabelled gauge on a worker's /metrics (its address is in its log).
-async fn worker_gauge(log: &str, name: &str) -> anyhow::Result<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let log = strip_ansi(log);
-    let addr = log
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("addr=").nth(1))
-        .and_then(|a| a.split_whitespace().next())
-        .map(|a| a.trim_matches('"').to_string())
-        .ok_or_else(|| anyhow::anyhow!("no metrics address in the worker log:\n{log}"))?;
-    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
-    stream
-        .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await?;
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .filter(|rest| rest.starts_with(' '))
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .ok_or_else(|| anyhow::anyhow!("no {name} in the metrics of {addr}"))
 }
 
 /// A restore of an RDS-style Parquet export read from S3 through the proxy while GetObject
@@ -577,22 +548,4 @@ rows_per_task = 750
     target.drop().await?;
     eprintln!("test took {:?}", started.elapsed());
     Ok(())
-}
-
-/// The log without terminal colour codes (`ESC [ … letter`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
