@@ -16,4 +16,5 @@ pub mod rds_export;
 pub mod restore;
 pub mod store;
 pub mod target;
+pub mod throughput;
 pub mod waves;

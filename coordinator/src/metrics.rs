@@ -7,12 +7,14 @@
 
 use crate::job::{ChunkState, JobRun, TableWork};
 use crate::queue_stats::QueueStats;
+use crate::throughput::{eta_seconds, Throughput};
 use prometheus::{
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, IntCounterVec, IntGauge,
-    IntGaugeVec,
+    register_gauge_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    GaugeVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
 
 pub struct CoordinatorMetrics {
     pub jobs: IntGaugeVec,
@@ -24,6 +26,9 @@ pub struct CoordinatorMetrics {
     pub job_bytes_done: IntGaugeVec,
     pub job_bytes_planned: IntGaugeVec,
     pub job_wave: IntGaugeVec,
+    pub job_rows_per_second: GaugeVec,
+    pub job_bytes_per_second: GaugeVec,
+    pub job_eta_seconds: GaugeVec,
     pub task_queue: IntGaugeVec,
     pub task_queue_consumers: IntGauge,
     pub queue_stats_from_api: IntGauge,
@@ -31,6 +36,8 @@ pub struct CoordinatorMetrics {
     pub broker_up: IntGauge,
     /// Job ids that have per-job series now.
     labelled: Mutex<BTreeSet<String>>,
+    /// Progress samples per job, for throughput and time left.
+    throughput: Mutex<HashMap<String, Throughput>>,
 }
 
 pub const JOB_STATES: [&str; 6] = [
@@ -49,6 +56,9 @@ pub fn metrics() -> &'static CoordinatorMetrics {
         worker::metrics::register_process_collector();
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             register_int_gauge_vec!(name, help, labels).expect("metric registers once")
+        };
+        let float_gauge_vec = |name: &str, help: &str| {
+            register_gauge_vec!(name, help, &["job_id"]).expect("metric registers once")
         };
         let m = CoordinatorMetrics {
             jobs: gauge_vec(
@@ -100,6 +110,20 @@ pub fn metrics() -> &'static CoordinatorMetrics {
                 "Restore: the lowest wave with tables not finished yet (0 for exports).",
                 &["job_id"],
             ),
+            job_rows_per_second: float_gauge_vec(
+                "pgfleet_coordinator_job_rows_per_second",
+                "Rows per second finished by a job's tasks over the last minute.",
+            ),
+            job_bytes_per_second: float_gauge_vec(
+                "pgfleet_coordinator_job_bytes_per_second",
+                "Bytes per second written by a job's finished tasks over the last minute.",
+            ),
+            job_eta_seconds: float_gauge_vec(
+                "pgfleet_coordinator_job_eta_seconds",
+                "Estimated seconds until a job is done, at its average pace so far (by rows \
+                 against the plan, by tasks once rows pass the plan's estimate). Absent until \
+                 the job has made progress.",
+            ),
             task_queue: gauge_vec(
                 "pgfleet_coordinator_task_queue_messages",
                 "Messages on the task queue: ready (no worker has taken them) and unacked (a \
@@ -128,6 +152,7 @@ pub fn metrics() -> &'static CoordinatorMetrics {
             )
             .expect("metric registers once"),
             labelled: Mutex::new(BTreeSet::new()),
+            throughput: Mutex::new(HashMap::new()),
         };
         for state in JOB_STATES {
             m.jobs.with_label_values(&[state]);
@@ -219,6 +244,12 @@ impl CoordinatorMetrics {
             self.job_wave
                 .with_label_values(&[id])
                 .set(i64::from(wave.unwrap_or(0)));
+            self.set_pace(
+                id,
+                (rows, bytes, tasks[2] as u64),
+                rows_planned.saturating_sub(rows),
+                (tasks[0] + tasks[1]) as u64,
+            );
             now.insert(id.to_string());
         }
         for gone in labelled.difference(&now) {
@@ -230,7 +261,54 @@ impl CoordinatorMetrics {
         }
     }
 
+    /// Throughput and time left of one job from its progress now: (rows, bytes, tasks done).
+    fn set_pace(
+        &self,
+        id: &str,
+        (rows, bytes, done): (u64, u64, u64),
+        rows_left: u64,
+        tasks_left: u64,
+    ) {
+        let mut all = self.throughput.lock().unwrap_or_else(|e| e.into_inner());
+        let t = all.entry(id.to_string()).or_default();
+        t.record(Instant::now(), rows, bytes, done);
+        match t.recent() {
+            Some(r) => {
+                self.job_rows_per_second
+                    .with_label_values(&[id])
+                    .set(r.rows_per_second);
+                self.job_bytes_per_second
+                    .with_label_values(&[id])
+                    .set(r.bytes_per_second);
+            }
+            None => {
+                let _ = self.job_rows_per_second.remove_label_values(&[id]);
+                let _ = self.job_bytes_per_second.remove_label_values(&[id]);
+            }
+        }
+        match t
+            .overall()
+            .and_then(|r| eta_seconds(&r, rows_left, tasks_left))
+        {
+            Some(eta) => self.job_eta_seconds.with_label_values(&[id]).set(eta),
+            None => {
+                let _ = self.job_eta_seconds.remove_label_values(&[id]);
+            }
+        }
+    }
+
     fn remove_job(&self, id: &str) {
+        self.throughput
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        for g in [
+            &self.job_rows_per_second,
+            &self.job_bytes_per_second,
+            &self.job_eta_seconds,
+        ] {
+            let _ = g.remove_label_values(&[id]);
+        }
         for kind in ["export", "restore"] {
             for state in JOB_STATES {
                 let _ = self.job_info.remove_label_values(&[id, kind, state]);

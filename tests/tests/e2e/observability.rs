@@ -283,6 +283,16 @@ s3 = {{ endpoint = "{endpoint}", force_path_style = true }}
     let job_series = prom.query("pgfleet_coordinator_job_info", Some(at));
     assert_eq!(job_series.len(), 1, "{job_series:?}");
     assert_eq!(job_series[0]["metric"]["job_id"], job_id.as_str());
+    // The coordinator's own pace figures for the job, while it ran.
+    let pace = prom.query(
+        "max_over_time(pgfleet_coordinator_job_rows_per_second[1h])",
+        Some(at),
+    );
+    let fastest: f64 = pace[0]["value"][1].as_str().unwrap_or("0").parse()?;
+    assert!(fastest > 0.0, "no throughput seen for the job: {pace:?}");
+    let eta = prom.query("pgfleet_coordinator_job_eta_seconds", Some(at));
+    let eta: f64 = eta[0]["value"][1].as_str().unwrap_or("-1").parse()?;
+    assert!((0.0..3600.0).contains(&eta), "time left at the last scrape: {eta}");
     assert_eq!(
         prom.query("pgfleet_coordinator_job_info", None).len(),
         0,
