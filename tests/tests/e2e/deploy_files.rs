@@ -224,6 +224,153 @@ fn compose_commands_flags_and_env_exist_in_help() {
     );
 }
 
+/// A Dockerfile's stages: (name, base image, instructions), continuation lines joined.
+fn dockerfile_stages(text: &str) -> Vec<(String, String, Vec<String>)> {
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if current.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                joined.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    let mut stages: Vec<(String, String, Vec<String>)> = Vec::new();
+    for instruction in joined {
+        let words: Vec<&str> = instruction.split_whitespace().collect();
+        if words.first().map(|w| w.eq_ignore_ascii_case("FROM")) == Some(true) {
+            let base = words.get(1).unwrap_or(&"").to_string();
+            let name = match words.get(2) {
+                Some(w) if w.eq_ignore_ascii_case("AS") => words.get(3).unwrap_or(&"").to_string(),
+                _ => String::new(),
+            };
+            stages.push((name, base, Vec::new()));
+        } else if let Some(stage) = stages.last_mut() {
+            stage.2.push(instruction);
+        }
+    }
+    stages
+}
+
+/// The image the compose file runs is static: the default (last) stage is `scratch` with only
+/// our binaries and the CA bundle, the build stage goes through build-static.sh (which refuses
+/// dynamically linked binaries), it runs as a non-root uid, and nothing needs a shell (none in
+/// scratch). Building it needs Docker; build-static.sh + check-static.sh run the same binaries
+/// without it.
+#[test]
+fn dockerfile_builds_a_static_scratch_image() {
+    let path = repo_root().join("deploy/docker/Dockerfile");
+    let text = std::fs::read_to_string(&path).expect("read the Dockerfile");
+    let stages = dockerfile_stages(&text);
+    let (name, base, runtime) = stages.last().expect("the Dockerfile has stages");
+    assert_eq!(
+        base, "scratch",
+        "the default stage {name} must be FROM scratch"
+    );
+    let builder = stages
+        .iter()
+        .find(|(n, _, _)| n == "builder")
+        .expect("a `builder` stage");
+    assert!(
+        builder
+            .2
+            .iter()
+            .any(|i| i.starts_with("RUN") && i.contains("deploy/docker/build-static.sh /out")),
+        "the builder stage must build through deploy/docker/build-static.sh: {:?}",
+        builder.2
+    );
+    for script in [
+        "deploy/docker/build-static.sh",
+        "deploy/docker/check-static.sh",
+    ] {
+        let meta = std::fs::metadata(repo_root().join(script)).expect(script);
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            meta.permissions().mode() & 0o111 != 0,
+            "{script} is not executable"
+        );
+    }
+    let mut copied = BTreeSet::new();
+    for i in runtime {
+        let words: Vec<&str> = i.split_whitespace().collect();
+        match words.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+            Some("COPY") => {
+                assert_eq!(
+                    words.get(1),
+                    Some(&"--from=builder"),
+                    "runtime COPY not from the builder: {i}"
+                );
+                copied.extend(words[2..words.len() - 1].iter().map(|s| s.to_string()));
+            }
+            Some("RUN") => panic!("scratch has no shell to RUN in: {i}"),
+            Some("USER") => {
+                let uid: u32 = words[1]
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .expect("numeric USER (no /etc/passwd in scratch)");
+                assert!(uid != 0, "the image must not run as root");
+            }
+            Some("CMD") | Some("ENTRYPOINT") => {
+                assert!(i.contains("[\""), "exec form needed (no shell): {i}");
+            }
+            _ => {}
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/out/coordinator",
+        "/out/worker",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(
+        copied, expected,
+        "the runtime image should hold exactly the CA bundle and the two binaries"
+    );
+    assert!(
+        runtime.iter().any(|i| i.contains("USER")),
+        "the runtime stage sets no USER"
+    );
+
+    // Compose services built from this image run its binaries directly (exec form, no shell).
+    let compose: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join("docker-compose.yml")).expect("compose file"),
+    )
+    .expect("compose YAML");
+    let mut compose = compose;
+    compose.apply_merge().expect("merge keys");
+    for (svc_name, svc) in compose["services"].as_mapping().expect("services") {
+        if svc.get("image").and_then(Value::as_str) != Some("pgfleet:local") {
+            continue;
+        }
+        let argv = string_list(svc.get("command").unwrap_or(&Value::Null));
+        assert!(
+            matches!(
+                argv.first().map(String::as_str),
+                Some("coordinator" | "worker")
+            ),
+            "service {svc_name:?} runs {argv:?}: the scratch image has only coordinator and worker"
+        );
+        assert!(
+            svc.get("entrypoint").is_none(),
+            "service {svc_name:?} sets an entrypoint"
+        );
+        assert!(svc.get("healthcheck").is_none(), "service {svc_name:?}: a healthcheck command would need a shell or curl, which the image has not");
+    }
+}
+
 /// `PGFLEET_*` names used in a text, each once.
 fn pgfleet_vars(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
