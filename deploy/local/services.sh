@@ -166,6 +166,16 @@ pg_status() {
 
 # ---------------------------------------------------------------- RabbitMQ
 
+# wait_for_port PORT SECONDS MESSAGE: wait until 127.0.0.1:PORT accepts, or die with MESSAGE.
+wait_for_port() {
+    local i
+    for i in $(seq "$2"); do
+        pgf_port_open "$1" && return 0
+        sleep 1
+    done
+    pgf_die "$3"
+}
+
 rabbitmq_version() {
     dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || true
 }
@@ -199,12 +209,7 @@ rabbitmq_enable_api() {
         pgf_die "could not set the RabbitMQ management listener to 127.0.0.1:$AMQP_API_PORT"
     pgf_as_root timeout 120 rabbitmq-plugins -q enable rabbitmq_management >/dev/null ||
         pgf_die "could not enable the rabbitmq_management plugin"
-    local i
-    for i in $(seq 30); do
-        pgf_port_open "$AMQP_API_PORT" && break
-        [ "$i" -eq 30 ] && pgf_die "the RabbitMQ management API does not listen on 127.0.0.1:$AMQP_API_PORT"
-        sleep 1
-    done
+    wait_for_port "$AMQP_API_PORT" 30 "the RabbitMQ management API does not listen on 127.0.0.1:$AMQP_API_PORT"
     echo "rabbitmq: management API enabled on 127.0.0.1:$AMQP_API_PORT"
 }
 
@@ -233,12 +238,7 @@ rabbitmq_start() {
                     pgf_die "RabbitMQ did not start within 120 s (see /var/log/rabbitmq/ and $PGFLEET_LOCAL_DIR/rabbitmq-start.log)"
                 sleep 2
             done
-            local i
-            for i in $(seq 15); do
-                pgf_port_open "$AMQP_PORT" && break
-                [ "$i" -eq 15 ] && pgf_die "RabbitMQ runs but does not listen on 127.0.0.1:$AMQP_PORT (check listeners.tcp in /etc/rabbitmq/rabbitmq.conf)"
-                sleep 1
-            done
+            wait_for_port "$AMQP_PORT" 15 "RabbitMQ runs but does not listen on 127.0.0.1:$AMQP_PORT (check listeners.tcp in /etc/rabbitmq/rabbitmq.conf)"
         fi
     fi
     local v

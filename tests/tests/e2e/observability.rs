@@ -292,7 +292,10 @@ s3 = {{ endpoint = "{endpoint}", force_path_style = true }}
     assert!(fastest > 0.0, "no throughput seen for the job: {pace:?}");
     let eta = prom.query("pgfleet_coordinator_job_eta_seconds", Some(at));
     let eta: f64 = eta[0]["value"][1].as_str().unwrap_or("-1").parse()?;
-    assert!((0.0..3600.0).contains(&eta), "time left at the last scrape: {eta}");
+    assert!(
+        (0.0..3600.0).contains(&eta),
+        "time left at the last scrape: {eta}"
+    );
     assert_eq!(
         prom.query("pgfleet_coordinator_job_info", None).len(),
         0,
