@@ -61,6 +61,7 @@ pub async fn plan_export<C: GenericClient + Sync>(
     let target = spec.chunking.target();
 
     let database = catalog::current_database(client).await?;
+    check_statement_timeout(client, spec.source.statement_timeout.as_deref()).await?;
     let selection = catalog::resolve_tables(client, &include, &exclude).await?;
     let mut notes = selection.notes;
     notes.extend(catalog::unused_key_overrides(&overrides, &selection.tables));
@@ -73,11 +74,75 @@ pub async fn plan_export<C: GenericClient + Sync>(
             .with_context(|| format!("planning {}", rel.name.display_name()))?;
         tables.push(plan);
     }
+    check_transform_columns(spec, &tables)?;
     Ok(ExportPlan {
         database,
         tables,
         notes,
     })
+}
+
+/// Every worker sets `statement_timeout` before its COPY: a value PostgreSQL rejects would fail
+/// every task, so ask the source now (a transaction-local setting; the planning queries run
+/// under it too).
+async fn check_statement_timeout<C: GenericClient + Sync>(
+    client: &C,
+    timeout: Option<&str>,
+) -> Result<()> {
+    let Some(timeout) = timeout else {
+        return Ok(());
+    };
+    if let Err(e) = client
+        .query_one(
+            "SELECT set_config('statement_timeout', $1, true)",
+            &[&timeout],
+        )
+        .await
+    {
+        let reason = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_else(|| e.to_string());
+        anyhow::bail!(
+            "source.statement_timeout = {timeout:?}: the source rejects it ({reason}); write e.g. \"2h\", \"30min\" or \"90s\""
+        );
+    }
+    Ok(())
+}
+
+/// A transform naming a column that none of the selected tables has would silently export that
+/// data untransformed (a typo, a renamed column): refuse the plan instead.
+fn check_transform_columns(spec: &ExportSpec, tables: &[TablePlan]) -> Result<()> {
+    let mut missing = Vec::new();
+    for (i, t) in spec.transforms.iter().enumerate() {
+        if let protocol::spec::ColumnSelection::Named(names) = &t.columns {
+            for name in names {
+                if !tables.iter().any(|p| p.columns.iter().any(|c| c == name)) {
+                    missing.push(format!("transform[{i}]: column {name:?}"));
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = tables
+        .iter()
+        .take(5)
+        .map(|t| t.table.display_name())
+        .collect();
+    if tables.len() > 5 {
+        names.push(format!("and {} more", tables.len() - 5));
+    }
+    anyhow::bail!(
+        "{} not in any selected table ({}); column names are case-sensitive, as in the catalog",
+        missing.join(", "),
+        if names.is_empty() {
+            "none selected".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
 }
 
 async fn plan_table<C: GenericClient + Sync>(

@@ -85,6 +85,12 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
             }
         }
     }
+    problems.extend(unmatched_patterns(
+        &include,
+        &exclude,
+        &inventory.tables,
+        &catalog,
+    ));
     drop_duplicate_partitions(&mut selected, &mut notes);
 
     // Columns, by name.
@@ -244,6 +250,55 @@ fn guess_name(schema_and_table: &str) -> Option<QualifiedName> {
 /// Load each row exactly once: a partitioned table exported with rows is loaded through the
 /// parent (rows route to their partitions) and its partitions' own exports are skipped; an
 /// exported parent without rows is skipped when its partitions were exported.
+/// As for exports: a literal name in `tables.include` that the export does not hold is a
+/// problem (a typo would otherwise restore nothing and succeed), and so is a selection that
+/// matches nothing at all.
+fn unmatched_patterns(
+    include: &[protocol::ident::TablePattern],
+    exclude: &[protocol::ident::TablePattern],
+    tables: &[crate::rds::ExportTable],
+    catalog: &target::TargetCatalog,
+) -> Vec<String> {
+    // Each export table under its target name, or the name its metadata spells.
+    let names: Vec<QualifiedName> = tables
+        .iter()
+        .filter_map(|t| {
+            catalog
+                .resolve(&t.schema_and_table)
+                .map(|c| c.name.clone())
+                .or_else(|| guess_name(&t.schema_and_table))
+        })
+        .collect();
+    let mut problems: Vec<String> = include
+        .iter()
+        .filter(|p| p.is_literal() && !names.iter().any(|n| p.matches(n)))
+        .map(|p| {
+            format!(
+                "tables.include names {} but the export holds no such table; check the spelling and schema (unquoted names fold to lower case)",
+                p.as_str()
+            )
+        })
+        .collect();
+    let any = names
+        .iter()
+        .any(|n| include.iter().any(|p| p.matches(n)) && !exclude.iter().any(|p| p.matches(n)));
+    if problems.is_empty() && !any && !names.is_empty() {
+        let list = |ps: &[protocol::ident::TablePattern]| {
+            ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        problems.push(format!(
+            "no table of the export matches tables.include [{}]{}",
+            list(include),
+            if exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" minus tables.exclude [{}]", list(exclude))
+            }
+        ));
+    }
+    problems
+}
+
 fn drop_duplicate_partitions(selected: &mut Vec<Selected>, notes: &mut Vec<String>) {
     let with_rows: Vec<QualifiedName> = selected
         .iter()

@@ -368,6 +368,54 @@ async fn errors(client: &mut Client) {
         err.contains("public.events") && err.contains("\"nope\""),
         "{err}"
     );
+
+    // A transform naming a column no selected table has (a typo) would export the data
+    // untransformed; one that some selected table has is fine.
+    let mut typo = spec(&["events", "nopk"], &[], &[], "");
+    typo.transforms = vec![
+        transform(&["payload"]),
+        transform(&["paylaod", "Weird Col"]),
+    ];
+    let err = plan_err(client, &typo).await;
+    assert!(
+        err.contains("transform[1]: column \"paylaod\"")
+            && err.contains("transform[1]: column \"Weird Col\"")
+            && !err.contains("\"payload\"")
+            && err.contains("public.events"),
+        "{err}"
+    );
+    let mut fine = spec(&["events", r#""Odd ""Name"" Table""#], &[], &[], "");
+    fine.transforms = vec![transform(&["payload", "Weird Col"])];
+    plan_ok(client, &fine).await;
+
+    // statement_timeout is checked by the source itself, before any worker trips on it.
+    for (value, ok) in [
+        ("2h", true),
+        ("90s", true),
+        ("2 hours", false),
+        ("-", false),
+    ] {
+        let mut s = spec(&["nopk"], &[], &[], "");
+        s.source.statement_timeout = Some(value.to_string());
+        if ok {
+            plan_ok(client, &s).await;
+        } else {
+            let err = plan_err(client, &s).await;
+            assert!(
+                err.contains("source.statement_timeout") && err.contains(value),
+                "{value}: {err}"
+            );
+        }
+    }
+}
+
+fn transform(columns: &[&str]) -> protocol::spec::TransformSpec {
+    protocol::spec::TransformSpec {
+        columns: protocol::spec::ColumnSelection::Named(
+            columns.iter().map(|c| c.to_string()).collect(),
+        ),
+        prefix: "x-".into(),
+    }
 }
 
 /// The histogram fallback on an analyzed table: bounds exist and give balanced chunks.

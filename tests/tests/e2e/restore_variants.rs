@@ -245,6 +245,27 @@ async fn bad_exports_fail_clearly_and_load_nothing() -> anyhow::Result<()> {
     // Excluding the unknown table and… the extra column cannot be excluded: still a problem.
     assert_eq!(stats(&c, "orders").await.0, 0);
 
+    // tables.include with a typo: a literal name the export lacks, or globs matching nothing,
+    // would restore nothing and succeed; both are problems, and nothing loads.
+    let t = FixtureTable::generated("public", "orders", columns(), &[&[10]]);
+    write_export(&dir, &FixtureOptions::new("typo", "shop"), &[t])?;
+    for (include, expected) in [
+        ("\"public.ordres\"", "public.ordres"),
+        ("\"sales.*\", \"x?\"", "no table of the export matches"),
+    ] {
+        let spec = restore_spec(
+            &dir,
+            &format!("file://{}/typo/", dir.display()),
+            "shop",
+            &db.url,
+            &format!("[tables]\ninclude = [{include}]"),
+        );
+        let (code, out) = run(&spec);
+        assert_ne!(code, 0, "include [{include}] must fail: {out}");
+        assert!(out.contains(expected), "include [{include}]: {out}");
+        assert_eq!(stats(&c, "orders").await.0, 0);
+    }
+
     // An unreadable export root.
     let spec = restore_spec(
         &dir,
