@@ -161,7 +161,7 @@ pub fn select_tables(
             None => {
                 if rel.has_inheritance_children {
                     notes.push(format!(
-                        "{} has inheritance children: its export includes their rows too",
+                        "{} has inheritance children: it exports its own rows only (as pg_dump does); the children are tables of their own, exported when selected",
                         rel.name.display_name()
                     ));
                 }

@@ -640,6 +640,7 @@ fn export_task(
         source: spec.source.conn(),
         snapshot: job.snapshot.clone(),
         table: plan.table.clone(),
+        only: plan.own_rows_only,
         columns: plan
             .columns
             .iter()

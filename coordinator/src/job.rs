@@ -558,6 +558,7 @@ url = "file:///tmp/x/"
     fn job(chunks: usize) -> JobRun {
         let plan = TablePlan {
             table: QualifiedName::new("public", "t"),
+            own_rows_only: true,
             columns: vec!["id".into()],
             column_types: Vec::new(),
             key: KeyChoice::Pages,

@@ -379,6 +379,7 @@ mod tests {
             columns: vec!["id".into()],
             column_types: Vec::new(),
             key: KeyChoice::Pages,
+            own_rows_only: true,
             estimated_rows,
             estimated_bytes: 100,
             chunks: (0..chunks)

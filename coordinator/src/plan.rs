@@ -2,7 +2,7 @@
 //! each split into chunks of similar row counts. The plan is plain data (printable, storable)
 //! and is computed with reads only, so it can run against a hot-standby replica.
 
-use crate::catalog::{self, KeyPoints, PointSource, Relation, TableSize};
+use crate::catalog::{self, KeyPoints, PointSource, RelKind, Relation, TableSize};
 use crate::chunking::{self, KeyDistribution};
 use anyhow::{Context, Result};
 use protocol::spec::ChunkTarget;
@@ -20,6 +20,11 @@ pub struct TablePlan {
     #[serde(default)]
     pub column_types: Vec<ColumnType>,
     pub key: KeyChoice,
+    /// An ordinary table: its chunks read `FROM ONLY` it, so legacy inheritance children (tables
+    /// of their own) are not exported again inside their parent. False for partitioned tables,
+    /// and in plans stored before this was recorded (they read parent and children together).
+    #[serde(default)]
+    pub own_rows_only: bool,
     pub estimated_rows: u64,
     pub estimated_bytes: u64,
     /// Never empty; together they cover every row exactly once.
@@ -197,6 +202,7 @@ async fn plan_table<C: GenericClient + Sync>(
         column_types: columns.iter().map(|c| c.pg_type.clone()).collect(),
         columns: columns.into_iter().map(|c| c.name).collect(),
         key: key.choice,
+        own_rows_only: rel.kind == RelKind::Table,
         estimated_rows: size.estimated_rows,
         estimated_bytes: size.bytes,
         chunks,

@@ -132,6 +132,11 @@ pub struct ExportChunk {
     /// consistent snapshot for every chunk.
     pub snapshot: Option<String>,
     pub table: QualifiedName,
+    /// Read only the table's own rows (`FROM ONLY`), not those of its legacy inheritance
+    /// children, which are tables of their own (as pg_dump does). Never set for partitioned
+    /// tables: they hold no rows of their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub only: bool,
     pub columns: Vec<ColumnExport>,
     pub range: ChunkRange,
     pub output: OutputTarget,
@@ -382,6 +387,7 @@ mod tests {
                 },
                 snapshot: None,
                 table: QualifiedName::new("public", "t"),
+                only: true,
                 columns: vec![ColumnExport {
                     name: "a".into(),
                     transform: Some(Transform::Prefix { value: "x-".into() }),

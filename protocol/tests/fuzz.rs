@@ -656,6 +656,8 @@ fn export_chunk() -> impl Strategy<Value = Task> {
                 source,
                 snapshot,
                 table,
+                // Both serialized forms (the field is omitted when false).
+                only: columns.len() % 2 == 0,
                 columns,
                 range,
                 output,
@@ -869,6 +871,7 @@ fn messages_truncated_at_every_position() {
             source: PgConn::default(),
             snapshot: Some("00000003-0000001B-1".into()),
             table: QualifiedName::new("public", "orders"),
+            only: true,
             columns: vec![ColumnExport {
                 name: "id".into(),
                 transform: Some(Transform::Prefix { value: "x-".into() }),

@@ -262,6 +262,7 @@ mod tests {
             source: PgConn::default(),
             snapshot: None,
             table: QualifiedName::new("public", "t"),
+            only: true,
             columns: vec![ColumnExport {
                 name: "id".into(),
                 transform: None,

@@ -21,8 +21,9 @@ pub fn copy_query(task: &ExportChunk) -> Result<String, TaskError> {
     } else {
         format!(" WHERE {predicate}")
     };
+    let only = if task.only { "ONLY " } else { "" };
     Ok(format!(
-        "COPY (SELECT {columns} FROM {}{filter}) TO STDOUT (FORMAT csv)",
+        "COPY (SELECT {columns} FROM {only}{}{filter}) TO STDOUT (FORMAT csv)",
         task.table.quoted()
     ))
 }
@@ -79,6 +80,7 @@ mod tests {
             source: PgConn::default(),
             snapshot: None,
             table: QualifiedName::new("sales", "Odd \"T\""),
+            only: true,
             columns: columns
                 .iter()
                 .map(|c| ColumnExport {
@@ -104,9 +106,15 @@ mod tests {
 
     #[test]
     fn renders_ranges() {
-        let q = copy_query(&task(ChunkRange::All, &["id", "a\"b"])).unwrap();
+        let mut t = task(ChunkRange::All, &["id", "a\"b"]);
         assert_eq!(
-            q,
+            copy_query(&t).unwrap(),
+            "COPY (SELECT \"id\", \"a\"\"b\" FROM ONLY \"sales\".\"Odd \"\"T\"\"\") TO STDOUT (FORMAT csv)"
+        );
+        // A partitioned table: its rows live in its partitions.
+        t.only = false;
+        assert_eq!(
+            copy_query(&t).unwrap(),
             "COPY (SELECT \"id\", \"a\"\"b\" FROM \"sales\".\"Odd \"\"T\"\"\") TO STDOUT (FORMAT csv)"
         );
         let key = |lo, hi| {

@@ -156,6 +156,7 @@ fn rds_task(
         source: db.source(),
         snapshot: None,
         table: table(),
+        only: true,
         columns,
         range,
         output: OutputTarget {

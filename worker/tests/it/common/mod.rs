@@ -284,6 +284,7 @@ pub fn task(
         source,
         snapshot: None,
         table,
+        only: true,
         columns: columns
             .iter()
             .map(|(name, prefix)| ColumnExport {
