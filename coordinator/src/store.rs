@@ -87,7 +87,14 @@ const SERVE_LOCK: i64 = 0x7067_666c_6565_7402;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// For the session that LISTENs (it cannot come from the pool: it must stay open).
+    listen_config: (tokio_postgres::Config, PgTls),
 }
+
+/// `NOTIFY` channel: the payload is a job id, sent when a job is submitted, asked to cancel,
+/// or changes state. Waiters re-read at once instead of on their next poll; polling stays the
+/// fallback, so a lost notification only costs latency.
+pub const JOBS_CHANNEL: &str = "pgfleet_jobs";
 
 /// A one-line summary of a job for `status`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -155,6 +162,7 @@ impl PgStore {
             }
             create_database(&cfg, &tls).await?;
         }
+        let listen_config = (cfg.clone(), tls.clone());
         let manager = worker::pg::pool_manager(
             cfg,
             tls,
@@ -166,7 +174,10 @@ impl PgStore {
             .max_size(4)
             .build()
             .context("building the state database pool")?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            listen_config,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -227,7 +238,48 @@ impl PgStore {
             &[&id, &spec.name(), &spec.kind(), &serde_json::to_value(spec)?],
         )
         .await?;
+        notify(&c, id).await;
         Ok(())
+    }
+
+    /// Job ids from [`JOBS_CHANNEL`], for as long as the receiver lives; returns once the first
+    /// LISTEN is in place (or failed). The listening session reconnects after a loss (every
+    /// 5 s); meanwhile nothing arrives and callers poll as before.
+    pub async fn watch_jobs(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (cfg, tls) = self.listen_config.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            while !tx.is_closed() {
+                match worker::pg::tls::connect_listening(&cfg, &tls).await {
+                    Ok((client, mut ids)) => {
+                        let listening = client
+                            .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
+                            .await;
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                        if listening.is_ok() {
+                            while let Some(id) = ids.recv().await {
+                                if tx.send(id).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                        tracing::debug!(error = %e, "job notifications unavailable; polling");
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+        });
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ready_rx).await;
+        rx
     }
 
     pub async fn take_submitted(&self) -> Result<Vec<(String, JobSpec)>> {
@@ -280,6 +332,7 @@ impl PgStore {
                 &[&id],
             )
             .await?;
+        notify(&c, id).await;
         match row {
             Some(r) => Ok(r.get(0)),
             None => match self.job_state(id).await? {
@@ -312,6 +365,7 @@ impl PgStore {
             &[&id, &state.as_str(), &error, &state.is_terminal()],
         )
         .await?;
+        notify(&c, id).await;
         Ok(())
     }
 
@@ -657,5 +711,15 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(d) => format!("{}: {}", d.code().code(), d.message()),
         None => e.to_string(),
+    }
+}
+
+/// Tell listeners (`serve`, `submit --wait`) that job `id` changed. Best effort: they poll too.
+async fn notify(c: &tokio_postgres::Client, id: &str) {
+    if let Err(e) = c
+        .execute("SELECT pg_notify($1, $2)", &[&JOBS_CHANNEL, &id])
+        .await
+    {
+        tracing::debug!(error = %e, "NOTIFY failed; listeners fall back to polling");
     }
 }

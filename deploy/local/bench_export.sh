@@ -88,6 +88,25 @@ t1=$(date +%s.%N)
 fleet=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 echo "pgfleet export: ${fleet}s ($WORKERS workers x $CONCURRENCY, max_in_flight $IN_FLIGHT)"
 
+# Where the time went: planning (coordinator log) and, per worker, seconds spent waiting on the
+# source COPY and on the upload (its /metrics) and CPU seconds (/proc: the metrics' CPU counter
+# has whole seconds only).
+awk '/planning job/ { a = $1 } /job planned/ { b = $1 } END {
+    if (a != "" && b != "") { split(a, x, "T"); split(b, y, "T"); split(x[2], p, ":"); split(y[2], q, ":");
+      printf "planning: %.2fs\n", (q[1] * 3600 + q[2] * 60 + q[3]) - (p[1] * 3600 + p[2] * 60 + p[3]) } }' \
+    "$work/coordinator.log"
+ticks=$(getconf CLK_TCK)
+for i in "${!wpids[@]}"; do
+    n=$((i + 1))
+    addr=$(grep -o 'addr=[^ ]*' "$work/worker$n.log" | head -1 | cut -d= -f2 | tr -d '"')
+    cpu=$(awk -v t="$ticks" '{ printf "%.2f", ($14 + $15) / t }' "/proc/${wpids[$i]}/stat")
+    [ -n "$addr" ] || continue
+    curl -s "http://$addr/metrics" | awk -v w="$n" -v cpu="$cpu" '
+        /^pgfleet_worker_phase_seconds_total\{kind="export",phase="source"\}/ { src = $2 }
+        /^pgfleet_worker_phase_seconds_total\{kind="export",phase="upload"\}/ { up = $2 }
+        END { printf "worker %s: waited on source COPY %.2fs, on upload %.2fs; CPU %ss\n", w, src, up, cpu }'
+done
+
 b2=$(baseline)
 echo "baseline COPY again: ${b2}s"
 for i in "${!wpids[@]}"; do

@@ -62,6 +62,8 @@ pub async fn run(
     }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A submitted or cancelled job is taken up at once, not on the next tick.
+    let mut jobs_changed = store.watch_jobs().await;
     let mut last_error = String::new();
     tracing::info!("coordinator ready");
     loop {
@@ -82,6 +84,7 @@ pub async fn run(
                     tracing::debug!(error = %format!("{e:#}"), "pump after a result failed; the tick retries");
                 }
             }
+            Some(_) = jobs_changed.recv() => tick.reset_immediately(),
             _ = tick.tick() => {
                 ready.store(broker.connected().await, Ordering::Relaxed);
                 match step(&store, &mut engine).await {

@@ -27,6 +27,8 @@ pub async fn run(path: &Path, wait: bool, state_url: &str) -> Result<ExitCode> {
 pub async fn wait_for(store: &PgStore, id: &str) -> Result<ExitCode> {
     let mut progress = Progress::new(id);
     let mut waiting_since: Option<std::time::Instant> = None;
+    // Woken by job notifications; the sleeps below are the fallback.
+    let mut changed = store.watch_jobs().await;
     loop {
         let Some(s) = store.job_summary(id).await? else {
             anyhow::bail!("job {id} disappeared from the state database");
@@ -67,9 +69,31 @@ pub async fn wait_for(store: &PgStore, id: &str) -> Result<ExitCode> {
                         eprintln!("job {id} is waiting: no `coordinator serve` is running against this state database");
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                sleep_or_change(&mut changed, id, Duration::from_millis(500)).await;
             }
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            _ => sleep_or_change(&mut changed, id, Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// Sleep up to `limit`, or less when job `id` changes.
+async fn sleep_or_change(
+    changed: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    id: &str,
+    limit: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            got = changed.recv() => match got {
+                Some(changed_id) if changed_id == id => return,
+                Some(_) => {}
+                None => {
+                    tokio::time::sleep_until(deadline).await;
+                    return;
+                }
+            },
         }
     }
 }

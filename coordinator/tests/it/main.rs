@@ -1,5 +1,6 @@
 //! Coordinator integration tests against real PostgreSQL and the S3-compatible server, linked
 //! into one test binary. Filter with `cargo test -p pgfleet-coordinator --test it -- NAME`.
 
+mod job_notifications;
 mod plan_export;
 mod rds_inventory;

@@ -151,7 +151,10 @@ async fn check_everything(client: &Client, plan: &ExportPlan) {
     );
     let events = table(plan, "events");
     assert_eq!(events.key, integer("id"));
-    assert!(events.own_rows_only, "an ordinary table reads FROM ONLY itself");
+    assert!(
+        events.own_rows_only,
+        "an ordinary table reads FROM ONLY itself"
+    );
     assert_eq!(events.columns, ["id", "payload"]);
     let types: Vec<(&str, &str, Option<i32>)> = events
         .column_types
@@ -201,7 +204,10 @@ async fn check_everything(client: &Client, plan: &ExportPlan) {
 
     let m = table(plan, "measurements");
     assert_eq!(m.key, integer("id"));
-    assert!(!m.own_rows_only, "a partitioned table's rows are in its partitions");
+    assert!(
+        !m.own_rows_only,
+        "a partitioned table's rows are in its partitions"
+    );
     assert!((3..=6).contains(&m.chunks.len()), "{:?}", m.chunks);
     check_coverage(client, m).await;
     for part in ["p1", "p2", "p3", "p3a", "p3b"] {

@@ -641,6 +641,42 @@ pub async fn connect_raw(
     config: &tokio_postgres::Config,
     tls: &PgTls,
 ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    let (client, conn) = connect_undriven(config, tls).await?;
+    Ok((client, spawn_connection(conn)))
+}
+
+/// [`connect_raw`] whose driver forwards `NOTIFY` payloads (for `LISTEN`) to the returned
+/// receiver; it closes when the connection does.
+pub async fn connect_listening(
+    config: &tokio_postgres::Config,
+    tls: &PgTls,
+) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), tokio_postgres::Error> {
+    let (client, mut conn) = connect_undriven(config, tls).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(message) = futures::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL connection closed with an error");
+                    break;
+                }
+            }
+        }
+    });
+    Ok((client, rx))
+}
+
+async fn connect_undriven(
+    config: &tokio_postgres::Config,
+    tls: &PgTls,
+) -> Result<(Client, tokio_postgres::Connection<Socket, PgTlsStream>), tokio_postgres::Error> {
     use tokio_postgres::config::SslMode as WireMode;
     let mut config = config.clone();
     let unix_only = config.get_hostaddrs().is_empty()
@@ -662,12 +698,11 @@ pub async fn connect_raw(
     };
     config.ssl_mode(wire);
     match config.connect(tls.clone()).await {
-        Ok((client, conn)) => Ok((client, spawn_connection(conn))),
+        Ok(pair) => Ok(pair),
         // libpq's `allow`: plain first; if the server refuses that session, TLS.
         Err(e) if mode == SslMode::Allow && e.as_db_error().is_some() => {
             config.ssl_mode(WireMode::Require);
-            let (client, conn) = config.connect(tls.clone()).await?;
-            Ok((client, spawn_connection(conn)))
+            config.connect(tls.clone()).await
         }
         Err(e) => Err(e),
     }
