@@ -153,8 +153,9 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
         println!("no problems found");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
-            "{} problem(s): a restore would stop before loading anything",
+        // The problems are the report (stdout); the verdict goes where errors go.
+        eprintln!(
+            "error: {} problem(s): a restore would stop before loading anything",
             plan.problems.len()
         );
         Ok(ExitCode::FAILURE)
