@@ -136,15 +136,7 @@ pub fn select_tables(
         .collect();
     matched.sort_by(|a, b| a.name.cmp(&b.name));
     if matched.is_empty() {
-        bail!(
-            "no table matches tables.include [{}]{}",
-            patterns_list(include),
-            if exclude.is_empty() {
-                String::new()
-            } else {
-                format!(" minus tables.exclude [{}]", patterns_list(exclude))
-            }
-        );
+        bail!("no table matches {}", describe_selection(include, exclude));
     }
 
     let by_oid: HashMap<u32, &Relation> = candidates.iter().map(|c| (c.oid, c)).collect();
@@ -170,6 +162,18 @@ pub fn select_tables(
         }
     }
     Ok(Selection { tables, notes })
+}
+
+/// `tables.include [a, b] minus tables.exclude [c]`, for messages about a selection.
+pub fn describe_selection(include: &[TablePattern], exclude: &[TablePattern]) -> String {
+    let mut out = format!("tables.include [{}]", patterns_list(include));
+    if !exclude.is_empty() {
+        out.push_str(&format!(
+            " minus tables.exclude [{}]",
+            patterns_list(exclude)
+        ));
+    }
+    out
 }
 
 fn patterns_list(patterns: &[TablePattern]) -> String {

@@ -283,17 +283,9 @@ fn unmatched_patterns(
         .iter()
         .any(|n| include.iter().any(|p| p.matches(n)) && !exclude.iter().any(|p| p.matches(n)));
     if problems.is_empty() && !any && !names.is_empty() {
-        let list = |ps: &[protocol::ident::TablePattern]| {
-            ps.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
-        };
         problems.push(format!(
-            "no table of the export matches tables.include [{}]{}",
-            list(include),
-            if exclude.is_empty() {
-                String::new()
-            } else {
-                format!(" minus tables.exclude [{}]", list(exclude))
-            }
+            "no table of the export matches {}",
+            crate::catalog::describe_selection(include, exclude)
         ));
     }
     problems
