@@ -76,14 +76,14 @@ impl ManagementApi {
             .to_string();
         let port = api
             .port_or_known_default()
-            .unwrap_or(if scheme_https { 443 } else { 15672 });
+            .unwrap_or(if scheme_https { 443 } else { 80 }); // URL rules: write :15672 when you mean it
         let (user, password) = if api.username().is_empty() {
             (amqp.username(), amqp.password().unwrap_or(""))
         } else {
             (api.username(), api.password().unwrap_or(""))
         };
         let user = decode(user);
-        let password = decode(password.to_string().as_str());
+        let password = decode(password);
         // AMQP URI spec: an absent path is vhost "/", otherwise the one segment, percent-decoded.
         let vhost = match amqp.path() {
             "" | "/" => "/".to_string(),
