@@ -33,6 +33,7 @@ state_url="postgresql://postgres@127.0.0.1:5432/pgfleet_bench_state"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    pgf_delete_namespace "$ns"
     rm -rf "$work"
 }
 trap cleanup EXIT

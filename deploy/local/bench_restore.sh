@@ -36,6 +36,7 @@ state_url="$PG/pgfleet_bench_state"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    pgf_delete_namespace "$ns"
     rm -rf "$work" "${PGFLEET_LOCAL_DIR:?}/s3/$bucket"
     for d in bench_pgrestore bench_pgfleet; do
         "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true

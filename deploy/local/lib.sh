@@ -101,3 +101,14 @@ pgf_release_build() {
     echo "building release binaries"
     (cd "$PGFLEET_REPO" && cargo build --release -q -p pgfleet-coordinator -p pgfleet-worker)
 }
+
+# pgf_delete_namespace NS: delete a pgfleet namespace's queues and dead-letter exchange from the
+# local RabbitMQ (benchmarks make a fresh namespace per run; quorum queues left behind slow every
+# later broker start). Best effort.
+pgf_delete_namespace() {
+    local q
+    for q in tasks results dead; do
+        pgf_as_root timeout 20 rabbitmqctl -q delete_queue "$1.$q" >/dev/null 2>&1 || true
+    done
+    curl -s -o /dev/null -u guest:guest -X DELETE "http://127.0.0.1:15672/api/exchanges/%2F/$1.dlx" || true
+}
