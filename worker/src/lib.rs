@@ -2,6 +2,7 @@
 //! and an object store. `coordinator run` embeds this library with an in-process queue; the
 //! `worker` binary feeds it from RabbitMQ.
 
+pub mod allocator;
 pub mod context;
 pub mod encode;
 pub mod error;
