@@ -171,8 +171,10 @@ pub fn metrics() -> &'static CoordinatorMetrics {
 
 impl CoordinatorMetrics {
     /// Set every job gauge from the jobs the engine holds; drop series of jobs it no longer has.
-    pub fn refresh<'a>(&self, jobs: impl IntoIterator<Item = &'a JobRun>) {
+    /// Returns the tasks published and not finished (state `queued`) over all jobs.
+    pub fn refresh<'a>(&self, jobs: impl IntoIterator<Item = &'a JobRun>) -> u64 {
         let mut by_state = [0i64; JOB_STATES.len()];
+        let mut queued_total = 0u64;
         let mut now = BTreeSet::new();
         let mut labelled = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
         for job in jobs {
@@ -250,6 +252,7 @@ impl CoordinatorMetrics {
                 rows_planned.saturating_sub(rows),
                 (tasks[0] + tasks[1]) as u64,
             );
+            queued_total += tasks[1] as u64;
             now.insert(id.to_string());
         }
         for gone in labelled.difference(&now) {
@@ -259,6 +262,7 @@ impl CoordinatorMetrics {
         for (state, n) in JOB_STATES.iter().zip(by_state) {
             self.jobs.with_label_values(&[state]).set(n);
         }
+        queued_total
     }
 
     /// Throughput and time left of one job from its progress now: (rows, bytes, tasks done).

@@ -8,7 +8,6 @@
 //! coordinator is the only publisher on its namespace, which is how pgfleet runs.
 
 use crate::broker::AmqpBroker;
-use crate::job::{ChunkState, JobRun};
 use crate::rabbitmq_api::{ManagementApi, QueueCounts};
 use protocol::topology::Topology;
 use std::time::{Duration, Instant};
@@ -30,17 +29,10 @@ impl QueueStats {
     }
 }
 
-/// Tasks published and not finished, over the jobs the engine holds.
-pub fn published_unfinished<'a>(jobs: impl IntoIterator<Item = &'a JobRun>) -> u64 {
-    jobs.into_iter()
-        .flat_map(|j| &j.chunks)
-        .filter(|c| c.state == ChunkState::Queued)
-        .count() as u64
-}
-
-/// The estimate used without the management API.
-pub fn estimate(ready: u64, consumers: u64, published_unfinished: u64) -> (u64, u64, u64) {
-    (ready, published_unfinished.saturating_sub(ready), consumers)
+/// Unacknowledged tasks without the management API: published without a result yet, minus
+/// those still ready.
+pub fn estimated_unacked(ready: u64, published_unfinished: u64) -> u64 {
+    published_unfinished.saturating_sub(ready)
 }
 
 pub struct QueueMonitor {
@@ -65,17 +57,18 @@ impl QueueMonitor {
         }
     }
 
-    /// One sample; `None` when not connected to RabbitMQ.
+    /// One sample; `None` when not connected to RabbitMQ. `published_unfinished`: tasks the
+    /// engine published and has no result for (the metrics refresh counts them).
     pub async fn sample(&mut self, published_unfinished: u64) -> Option<QueueStats> {
         let amqp = self.broker.depths().await?;
         let api = self.api_counts().await;
         let (ready, unacked, consumers) = match api {
             Some(c) => (c.ready, c.unacked, c.consumers),
-            None => estimate(
-                u64::from(amqp.ready),
-                u64::from(amqp.consumers),
-                published_unfinished,
-            ),
+            None => {
+                let ready = u64::from(amqp.ready);
+                let unacked = estimated_unacked(ready, published_unfinished);
+                (ready, unacked, u64::from(amqp.consumers))
+            }
         };
         Some(QueueStats {
             ready,
@@ -123,9 +116,9 @@ mod tests {
     #[test]
     fn the_estimate_counts_published_tasks_not_ready_as_unacked() {
         // 3 published, 1 still in the queue: 2 are held by workers.
-        assert_eq!(estimate(1, 2, 3), (1, 2, 2));
+        assert_eq!(estimated_unacked(1, 3), 2);
         // Ready tasks the engine no longer tracks (a cancelled job's) never make it negative.
-        assert_eq!(estimate(5, 0, 2), (5, 0, 0));
+        assert_eq!(estimated_unacked(5, 2), 0);
         let s = QueueStats {
             ready: 1,
             unacked: 2,

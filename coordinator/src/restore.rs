@@ -62,15 +62,24 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
 
     // Export tables → target tables, through the metadata's names (never folder names).
     let mut selected: Vec<Selected> = Vec::new();
+    // Each export table under its target name, or the name its metadata spells.
+    let mut export_names: Vec<QualifiedName> = Vec::new();
     for t in &inventory.tables {
         match catalog.resolve(&t.schema_and_table) {
-            Some(target) if wanted(&target.name) => selected.push(Selected { export: t, target }),
-            Some(target) => notes.push(format!(
-                "{} excluded by the job's table patterns",
-                target.name.display_name()
-            )),
+            Some(target) if wanted(&target.name) => {
+                export_names.push(target.name.clone());
+                selected.push(Selected { export: t, target })
+            }
+            Some(target) => {
+                export_names.push(target.name.clone());
+                notes.push(format!(
+                    "{} excluded by the job's table patterns",
+                    target.name.display_name()
+                ))
+            }
             None => {
                 let guess = guess_name(&t.schema_and_table);
+                export_names.extend(guess.clone());
                 if guess.as_ref().is_some_and(|g| !wanted(g)) {
                     notes.push(format!(
                         "{} excluded by the job's table patterns",
@@ -85,12 +94,7 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
             }
         }
     }
-    problems.extend(unmatched_patterns(
-        &include,
-        &exclude,
-        &inventory.tables,
-        &catalog,
-    ));
+    problems.extend(unmatched_patterns(&include, &exclude, &export_names));
     drop_duplicate_partitions(&mut selected, &mut notes);
 
     // Columns, by name.
@@ -247,28 +251,14 @@ fn guess_name(schema_and_table: &str) -> Option<QualifiedName> {
     Some(QualifiedName::new(schema, table))
 }
 
-/// Load each row exactly once: a partitioned table exported with rows is loaded through the
-/// parent (rows route to their partitions) and its partitions' own exports are skipped; an
-/// exported parent without rows is skipped when its partitions were exported.
 /// As for exports: a literal name in `tables.include` that the export does not hold is a
 /// problem (a typo would otherwise restore nothing and succeed), and so is a selection that
 /// matches nothing at all.
 fn unmatched_patterns(
     include: &[protocol::ident::TablePattern],
     exclude: &[protocol::ident::TablePattern],
-    tables: &[crate::rds::ExportTable],
-    catalog: &target::TargetCatalog,
+    names: &[QualifiedName],
 ) -> Vec<String> {
-    // Each export table under its target name, or the name its metadata spells.
-    let names: Vec<QualifiedName> = tables
-        .iter()
-        .filter_map(|t| {
-            catalog
-                .resolve(&t.schema_and_table)
-                .map(|c| c.name.clone())
-                .or_else(|| guess_name(&t.schema_and_table))
-        })
-        .collect();
     let mut problems: Vec<String> = include
         .iter()
         .filter(|p| p.is_literal() && !names.iter().any(|n| p.matches(n)))
@@ -291,6 +281,9 @@ fn unmatched_patterns(
     problems
 }
 
+/// Load each row exactly once: a partitioned table exported with rows is loaded through the
+/// parent (rows route to their partitions) and its partitions' own exports are skipped; an
+/// exported parent without rows is skipped when its partitions were exported.
 fn drop_duplicate_partitions(selected: &mut Vec<Selected>, notes: &mut Vec<String>) {
     let with_rows: Vec<QualifiedName> = selected
         .iter()

@@ -252,28 +252,27 @@ impl PgStore {
         tokio::spawn(async move {
             let mut ready = Some(ready_tx);
             while !tx.is_closed() {
-                match worker::pg::tls::connect_listening(&cfg, &tls).await {
-                    Ok((client, mut ids)) => {
-                        let listening = client
-                            .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
-                            .await;
-                        if let Some(r) = ready.take() {
-                            let _ = r.send(());
-                        }
-                        if listening.is_ok() {
-                            while let Some(id) = ids.recv().await {
-                                if tx.send(id).is_err() {
-                                    return;
-                                }
+                let session = match worker::pg::tls::connect_listening(&cfg, &tls).await {
+                    Ok((client, ids)) => client
+                        .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
+                        .await
+                        .map(|()| (client, ids))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+                match session {
+                    // `_client` keeps the session open while its notifications are read.
+                    Ok((_client, mut ids)) => {
+                        while let Some(id) = ids.recv().await {
+                            if tx.send(id).is_err() {
+                                return;
                             }
                         }
                     }
-                    Err(e) => {
-                        if let Some(r) = ready.take() {
-                            let _ = r.send(());
-                        }
-                        tracing::debug!(error = %e, "job notifications unavailable; polling");
-                    }
+                    Err(e) => tracing::debug!(error = %e, "job notifications unavailable; polling"),
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             }

@@ -2,7 +2,7 @@
 
 use crate::broker::{AmqpBroker, Inbound};
 use crate::engine::{Engine, Publisher};
-use crate::queue_stats::{published_unfinished, QueueMonitor};
+use crate::queue_stats::QueueMonitor;
 use crate::rabbitmq_api::ManagementApi;
 use crate::store::PgStore;
 use anyhow::Result;
@@ -97,10 +97,10 @@ pub async fn run(
                         }
                     }
                 }
-                let stats = queues.sample(published_unfinished(engine.jobs())).await;
+                let published_unfinished = metrics.refresh(engine.jobs());
+                let stats = queues.sample(published_unfinished).await;
                 metrics.set_queue(stats.as_ref());
                 stats_tx.send_replace(stats);
-                metrics.refresh(engine.jobs());
             }
         }
     }

@@ -202,7 +202,13 @@ pub async fn pending_uploads(client: &Client, bucket: &str) -> usize {
         Ok(out) => out.uploads().len(),
         Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(501) => {
             let root = s3_fs_root();
-            let prefix = format!(".bucket-{}.object-", base64url(bucket.as_bytes()));
+            let prefix = format!(
+                ".bucket-{}.object-",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    bucket.as_bytes()
+                )
+            );
             let entries = std::fs::read_dir(&root).unwrap_or_else(|e| {
                 panic!("ListMultipartUploads is not implemented and {root} (PGFLEET_TEST_S3_FS_ROOT) is unreadable: {e}")
             });
@@ -247,24 +253,6 @@ fn s3_fs_root() -> String {
     panic!("no running s3s-fs found; set PGFLEET_TEST_S3_FS_ROOT to its data folder")
 }
 
-/// URL-safe base64 without padding (how s3s-fs names its metadata files).
-fn base64url(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 pub fn worker_ctx() -> WorkerContext {
     init_env();
     WorkerContext::new("test-worker")
@@ -306,12 +294,4 @@ pub fn task(
             s3: s3_options(),
         },
     }
-}
-
-#[test]
-fn base64url_matches_known_values() {
-    assert_eq!(base64url(b"f"), "Zg");
-    assert_eq!(base64url(b"fo"), "Zm8");
-    assert_eq!(base64url(b"foo"), "Zm9v");
-    assert_eq!(base64url(b"\xfb\xff"), "-_8");
 }
