@@ -7,8 +7,9 @@ use crate::job::{task_id, Applied, ChunkRun, ChunkWork, JobRun, JobState, RetryP
 use crate::plan::{plan_export, TablePlan};
 use crate::restore;
 use crate::store::PgStore;
+use crate::target_changes;
 use anyhow::{anyhow, Context, Result};
-use protocol::spec::{ExportSpec, SnapshotMode};
+use protocol::spec::{ExportSpec, RestoreSpec, SnapshotMode};
 use protocol::{
     ChunkRange, ColumnExport, ExportChunk, JobSpec, Outcome, OutputFormat, OutputTarget,
     ResultEnvelope, Task, TaskEnvelope, MESSAGE_VERSION,
@@ -42,6 +43,11 @@ pub struct Engine {
     jobs: BTreeMap<String, JobRun>,
     /// Transactions holding exported snapshots open, per job (`snapshot = "consistent"`).
     snapshots: HashMap<String, tokio_postgres::Client>,
+    /// Sessions holding each restore job's lock on its target while its changes are out
+    /// (`target_changes`): a repair by anyone else leaves them alone.
+    target_locks: HashMap<String, tokio_postgres::Client>,
+    /// What undoing each failed or cancelled restore put back, and what it left pending.
+    undo_reports: HashMap<String, target_changes::Repair>,
 }
 
 impl Engine {
@@ -53,6 +59,8 @@ impl Engine {
             retry: RetryPolicy::default(),
             jobs: BTreeMap::new(),
             snapshots: HashMap::new(),
+            target_locks: HashMap::new(),
+            undo_reports: HashMap::new(),
         }
     }
 
@@ -70,6 +78,11 @@ impl Engine {
         self.jobs.values()
     }
 
+    /// What undoing a failed or cancelled restore put back and left pending, once it ran.
+    pub fn undo_report(&self, id: &str) -> Option<&target_changes::Repair> {
+        self.undo_reports.get(id)
+    }
+
     pub fn has_running_jobs(&self) -> bool {
         self.jobs.values().any(|j| j.state == JobState::Running)
     }
@@ -80,16 +93,20 @@ impl Engine {
         tracing::info!(job = id, name = %spec.name(), kind = spec.kind(), "planning job");
         let planned = match &spec {
             JobSpec::Export(e) => self.plan(id, e.clone()).await,
-            JobSpec::Restore(r) => restore::plan(&self.ctx, id, r).await.and_then(|p| {
-                if p.problems.is_empty() {
-                    Ok(p.job)
-                } else {
-                    Err(anyhow!(
-                        "the export and the target disagree; nothing was loaded:\n  {}",
-                        p.problems.join("\n  ")
-                    ))
-                }
-            }),
+            JobSpec::Restore(r) => self
+                .repair_target(id, r)
+                .await
+                .and(restore::plan(&self.ctx, id, r).await)
+                .and_then(|p| {
+                    if p.problems.is_empty() {
+                        Ok(p.job)
+                    } else {
+                        Err(anyhow!(
+                            "the export and the target disagree; nothing was loaded:\n  {}",
+                            p.problems.join("\n  ")
+                        ))
+                    }
+                }),
         };
         let mut job = match planned {
             Ok(job) => job,
@@ -117,8 +134,15 @@ impl Engine {
         if let Some(store) = &self.store {
             store.save_plan(&job).await?;
         }
-        if job.restore.is_some() {
-            if let Err(e) = restore::prepare(&job).await {
+        if let Some(spec) = job.restore_spec() {
+            let prepared = match target_changes::hold_job_lock(&spec.target.conn(), id).await {
+                Ok(lock) => {
+                    self.target_locks.insert(id.to_string(), lock);
+                    restore::prepare(&job).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = prepared {
                 job.state = JobState::Failed;
                 job.error = Some(format!("preparing the target failed: {e:#}"));
                 tracing::error!(job = id, error = %format!("{e:#}"), "preparing the target failed");
@@ -128,6 +152,28 @@ impl Engine {
             }
         }
         self.jobs.insert(id.to_string(), job);
+        Ok(())
+    }
+
+    /// Before a restore plans: put back what earlier restores into the same target left
+    /// pending (a crash, a kill, a lost machine), so the plan sees the target's real schema.
+    async fn repair_target(&self, id: &str, spec: &RestoreSpec) -> Result<()> {
+        let report = target_changes::repair(
+            &spec.target.conn(),
+            (spec.target.max_connections as usize).clamp(1, 8),
+            false,
+        )
+        .await
+        .context("putting back what an earlier restore left pending in the target")?;
+        for r in &report.restored {
+            tracing::info!(
+                job = id,
+                "put back, left pending by an earlier restore: {r}"
+            );
+        }
+        for p in &report.pending {
+            tracing::warn!(job = id, "still pending in the target: {p}");
+        }
         Ok(())
     }
 
@@ -176,6 +222,13 @@ impl Engine {
             );
             if let Some(store) = &self.store {
                 store.save_job(&job).await?;
+            }
+        }
+        if let (Some(spec), Some(st)) = (job.restore_spec(), job.restore.as_ref()) {
+            if !st.restored {
+                // Ours again: nobody else may put these changes back while we load.
+                let lock = target_changes::hold_job_lock(&spec.target.conn(), &job.id).await?;
+                self.target_locks.insert(job.id.clone(), lock);
             }
         }
         let c = job.counts();
@@ -297,11 +350,19 @@ impl Engine {
             self.write_export_metadata(&id).await?;
             let job = &self.jobs[&id];
             if job.restore.is_some() {
-                if let Err(e) = restore::finish(job).await {
-                    self.fail_job(&id, format!("finishing the restore failed: {e:#}"))
-                        .await?;
-                    continue;
+                match restore::finish(job).await {
+                    Ok(report) => {
+                        for p in &report.pending {
+                            tracing::warn!(job = %id, "still pending in the target: {p}");
+                        }
+                    }
+                    Err(e) => {
+                        self.fail_job(&id, format!("finishing the restore failed: {e:#}"))
+                            .await?;
+                        continue;
+                    }
                 }
+                self.target_locks.remove(&id);
                 let job = self.jobs.get_mut(&id).expect("job exists");
                 if let Some(r) = job.restore.as_mut() {
                     r.restored = true;
@@ -335,10 +396,18 @@ impl Engine {
             .map(|(id, _)| id.clone())
             .collect();
         for id in ids {
-            if let Err(e) = restore::undo(&self.jobs[&id]).await {
-                tracing::warn!(job = %id, error = %format!("{e:#}"), "could not yet restore the target's constraints; will retry");
-                continue;
+            let report = match restore::undo(&self.jobs[&id]).await {
+                Ok(report) => report,
+                Err(e) => {
+                    tracing::warn!(job = %id, error = %format!("{e:#}"), "could not yet restore the target's constraints; will retry");
+                    continue;
+                }
+            };
+            self.target_locks.remove(&id);
+            for p in &report.pending {
+                tracing::warn!(job = %id, "still pending in the target: {p}");
             }
+            self.undo_reports.insert(id.clone(), report);
             let job = self.jobs.get_mut(&id).expect("job exists");
             if let Some(r) = job.restore.as_mut() {
                 r.restored = true;
@@ -565,6 +634,8 @@ impl Engine {
         done.into_iter()
             .filter_map(|id| {
                 self.snapshots.remove(&id);
+                self.target_locks.remove(&id);
+                self.undo_reports.remove(&id);
                 self.jobs.remove(&id)
             })
             .collect()

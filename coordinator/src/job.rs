@@ -170,6 +170,10 @@ pub struct RestoreState {
     pub truncate: Vec<QualifiedName>,
     /// Constraints and indexes have been put back.
     pub restored: bool,
+    /// What the job drops is recorded in the target (`pgfleet_restore.pending_changes`); jobs
+    /// saved before that existed have only the lists above.
+    #[serde(default)]
+    pub recorded: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -16,5 +16,6 @@ pub mod rds_export;
 pub mod restore;
 pub mod store;
 pub mod target;
+pub mod target_changes;
 pub mod throughput;
 pub mod waves;

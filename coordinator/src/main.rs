@@ -115,6 +115,30 @@ enum Command {
         /// Workers (concurrent chunks) in this process; the source's max_in_flight still applies.
         #[arg(long, env = "PGFLEET_WORKERS", default_value_t = 4)]
         workers: usize,
+        /// On SIGINT/SIGTERM: seconds the running pieces get to finish before they are aborted
+        /// (rolled back); then a restore puts back what it dropped and the process exits.
+        #[arg(
+            long,
+            env = "PGFLEET_STOP_TIMEOUT",
+            default_value_t = 30,
+            value_name = "SECONDS"
+        )]
+        stop_timeout: u64,
+    },
+    /// Put back what interrupted restores left changed in a target (foreign keys and indexes
+    /// they dropped, recorded in its pgfleet_restore.pending_changes), without loading anything.
+    /// Changes of a restore still running are left to it. Exit 0 when nothing is left pending.
+    Repair {
+        /// A restore job spec whose [target] to repair (or use --target).
+        #[arg(required_unless_present = "target", conflicts_with = "target")]
+        spec: Option<PathBuf>,
+        /// Target database URL, postgresql://user@host:port/db (password from PGPASSWORD or
+        /// ~/.pgpass, never in the URL).
+        #[arg(long, value_name = "URL")]
+        target: Option<String>,
+        /// Only list what is pending; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Plan a job and print its tables and chunks without running anything.
     Plan {
@@ -206,7 +230,16 @@ async fn run() -> ExitCode {
             commands::status::run(job.as_deref(), json, &state.state_url).await
         }
         Command::Cancel { job, state } => commands::status::cancel(&job, &state.state_url).await,
-        Command::Run { spec, workers } => commands::run::run(&spec, workers).await,
+        Command::Run {
+            spec,
+            workers,
+            stop_timeout,
+        } => commands::run::run(&spec, workers, std::time::Duration::from_secs(stop_timeout)).await,
+        Command::Repair {
+            spec,
+            target,
+            dry_run,
+        } => commands::repair::run(spec.as_deref(), target.as_deref(), dry_run).await,
         Command::Plan { spec, json } => commands::plan::run(&spec, json).await,
     };
     match result {

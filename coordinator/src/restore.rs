@@ -6,9 +6,9 @@
 use crate::job::{ChunkWork, FilePiece, JobRun, RestoreState, RestoreTable, TableRun, TableWork};
 use crate::rds::{self, ExportTable};
 use crate::target::{self, ForeignKey, TargetCatalog, TargetTable};
+use crate::target_changes::{self, Change, Repair};
 use crate::waves::{plan_waves, FkEdge};
 use anyhow::{anyhow, Context, Result};
-use futures::StreamExt;
 use protocol::spec::{NonEmptyPolicy, RestoreSpec};
 use protocol::{
     JobSpec, LedgerKey, ObjectRef, QualifiedName, RestoreColumn, RestoreFile, RowGroupRange,
@@ -57,7 +57,24 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
     };
 
     let mut problems = inventory.problems.clone();
-    let warnings = inventory.warnings.clone();
+    let mut warnings = inventory.warnings.clone();
+    let pending = target_changes::pending(&client, None).await?;
+    if !pending.is_empty() {
+        warnings.push(format!(
+            "the target has {} change(s) an earlier restore did not put back: a restore job puts them back before it loads (`coordinator repair` does only that):\n    {}",
+            pending.len(),
+            pending
+                .iter()
+                .map(|c| format!(
+                    "{}{} (job {})",
+                    c.describe(),
+                    if c.not_valid { ", re-added NOT VALID" } else { ", dropped" },
+                    c.job_id
+                ))
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        ));
+    }
     let mut notes = Vec::new();
 
     // Export tables → target tables, through the metadata's names (never folder names).
@@ -237,6 +254,7 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
         sequences,
         truncate,
         restored: false,
+        recorded: true,
     });
     Ok(RestorePlan {
         job,
@@ -517,11 +535,12 @@ fn state(job: &JobRun) -> Result<(&RestoreSpec, &RestoreState)> {
     }
 }
 
-/// Before any load: the ledger, TRUNCATE where the policy says so, drop cycle foreign keys and
-/// deferred indexes. Runs after the plan (with these lists) is saved, so it can be undone.
+/// Before any load: the ledger, TRUNCATE where the policy says so, then drop cycle (or deferred)
+/// foreign keys and deferred indexes, each recorded in the target in the same transaction as
+/// its DROP (see `target_changes`). Runs after the plan is saved, with the job's lock held.
 pub async fn prepare(job: &JobRun) -> Result<()> {
     let (spec, st) = state(job)?;
-    let client = connect(spec).await?;
+    let mut client = connect(spec).await?;
     client
         .batch_execute(worker::restore::ledger::LEDGER_DDL)
         .await
@@ -533,36 +552,30 @@ pub async fn prepare(job: &JobRun) -> Result<()> {
             .await
             .with_context(|| format!("TRUNCATE {}", list.join(", ")))?;
     }
-    for fk in &st.dropped_fks {
-        client
-            .batch_execute(&format!(
-                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                fk.table.quoted(),
-                protocol::quote_ident(&fk.name)
-            ))
-            .await
-            .with_context(|| {
-                format!(
-                    "dropping foreign key {} on {}",
-                    fk.name,
-                    fk.table.display_name()
-                )
-            })?;
-    }
-    for ix in &st.dropped_indexes {
-        client
-            .batch_execute(&format!("DROP INDEX IF EXISTS {}", ix.name))
-            .await
-            .with_context(|| format!("dropping index {}", ix.name))?;
-    }
-    Ok(())
+    target_changes::record_and_drop(&mut client, &planned_changes(job, st)).await
 }
 
-/// After every table loaded: rebuild deferred indexes, re-add cycle foreign keys NOT VALID and
-/// VALIDATE them (no superuser needed), and set sequences past the loaded maxima.
-pub async fn finish(job: &JobRun) -> Result<()> {
+/// What the plan drops, as changes to record.
+fn planned_changes(job: &JobRun, st: &RestoreState) -> Vec<Change> {
+    st.dropped_fks
+        .iter()
+        .map(|fk| Change::from_fk(&job.id, fk))
+        .chain(
+            st.dropped_indexes
+                .iter()
+                .map(|ix| Change::from_index(&job.id, ix)),
+        )
+        .collect()
+}
+
+/// After every table loaded: rebuild deferred indexes, re-add foreign keys NOT VALID and
+/// VALIDATE them (no superuser needed), put back what earlier, dead jobs left pending, and set
+/// sequences past the loaded maxima.
+pub async fn finish(job: &JobRun) -> Result<Repair> {
     let (spec, st) = state(job)?;
-    put_back(spec, st, true).await?;
+    let mut report = put_back_job(job, true).await?;
+    let others = target_changes::repair(&spec.target.conn(), sessions(spec), false).await?;
+    report.merge(others);
     let client = connect(spec).await?;
     for s in &st.sequences {
         let sql = format!(
@@ -575,92 +588,29 @@ pub async fn finish(job: &JobRun) -> Result<()> {
             .await
             .with_context(|| format!("resetting sequence {}", s.sequence))?;
     }
-    Ok(())
+    Ok(report)
 }
 
 /// After a failure or cancel: put constraints and indexes back. Foreign keys are re-added NOT
-/// VALID and validated when the partial data allows; otherwise they stay NOT VALID (reported).
-pub async fn undo(job: &JobRun) -> Result<()> {
+/// VALID and validated when the partial data allows; otherwise they stay NOT VALID and recorded
+/// as pending, for a later run or `coordinator repair`.
+pub async fn undo(job: &JobRun) -> Result<Repair> {
+    put_back_job(job, false).await
+}
+
+/// Put back what this job changed, as the target records it. Jobs planned before the record
+/// existed fall back to their plan's lists (put back idempotently).
+async fn put_back_job(job: &JobRun, must_validate: bool) -> Result<Repair> {
     let (spec, st) = state(job)?;
-    put_back(spec, st, false).await
+    let changes = if st.recorded {
+        let client = connect(spec).await?;
+        target_changes::pending(&client, Some(&job.id)).await?
+    } else {
+        planned_changes(job, st)
+    };
+    target_changes::put_back(&spec.target.conn(), &changes, sessions(spec), must_validate).await
 }
 
-/// Rebuild dropped indexes and re-add dropped foreign keys (NOT VALID: metadata only), then
-/// VALIDATE the keys in parallel over up to `max_connections` sessions: each validation is one
-/// set-based check, and they only share non-conflicting locks on the referenced tables.
-async fn put_back(spec: &RestoreSpec, st: &RestoreState, must_validate: bool) -> Result<()> {
-    let client = connect(spec).await?;
-    for ix in &st.dropped_indexes {
-        let exists: bool = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&ix.name])
-            .await?
-            .get(0);
-        if !exists {
-            client
-                .batch_execute(&ix.definition)
-                .await
-                .with_context(|| format!("rebuilding index {}", ix.name))?;
-        }
-    }
-    for fk in &st.dropped_fks {
-        let exists: bool = client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = $2::text::regclass)",
-                &[&fk.name, &fk.table.quoted()],
-            )
-            .await?
-            .get(0);
-        if !exists {
-            client
-                .batch_execute(&format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID",
-                    fk.table.quoted(),
-                    protocol::quote_ident(&fk.name),
-                    fk.definition
-                ))
-                .await
-                .with_context(|| {
-                    format!(
-                        "re-adding foreign key {} on {}",
-                        fk.name,
-                        fk.table.display_name()
-                    )
-                })?;
-        }
-    }
-    drop(client);
-    let sessions = (spec.target.max_connections as usize).clamp(1, 8);
-    let results: Vec<Result<()>> = futures::stream::iter(st.dropped_fks.iter())
-        .map(|fk| validate(spec, fk, must_validate))
-        .buffer_unordered(sessions)
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
-
-async fn validate(spec: &RestoreSpec, fk: &ForeignKey, must_validate: bool) -> Result<()> {
-    let client = connect(spec).await?;
-    let validated = client
-        .batch_execute(&format!(
-            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
-            fk.table.quoted(),
-            protocol::quote_ident(&fk.name)
-        ))
-        .await;
-    match validated {
-        Ok(()) => Ok(()),
-        Err(e) if must_validate => Err(anyhow!(
-            "foreign key {} on {} does not hold for the loaded data: {}",
-            fk.name,
-            fk.table.display_name(),
-            crate::store::db_message(&e)
-        )),
-        Err(e) => {
-            tracing::warn!(
-                fk = %fk.name, table = %fk.table.display_name(), error = %crate::store::db_message(&e),
-                "foreign key re-added NOT VALID: the partially loaded data does not satisfy it"
-            );
-            Ok(())
-        }
-    }
+fn sessions(spec: &RestoreSpec) -> usize {
+    (spec.target.max_connections as usize).clamp(1, 8)
 }

@@ -35,8 +35,16 @@ pub struct ForeignKey {
     pub name: String,
     pub table: QualifiedName,
     pub referenced: QualifiedName,
-    /// `pg_get_constraintdef`: enough to re-create it.
+    /// `pg_get_constraintdef` without a trailing `NOT VALID`: enough to re-create it.
     pub definition: String,
+    /// Valid in the target before the restore (a NOT VALID key is put back NOT VALID).
+    #[serde(default = "valid_by_default")]
+    pub validated: bool,
+}
+
+/// Jobs saved before `validated` existed only dropped keys that were valid.
+fn valid_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +58,7 @@ pub struct OwnedSequence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecondaryIndex {
     pub table: QualifiedName,
-    /// Already quoted (`regclass` output).
+    /// Schema-qualified and quoted, so it means the same whatever the search_path.
     pub name: String,
     pub definition: String,
 }
@@ -140,7 +148,7 @@ pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> 
 
     let foreign_keys = client
         .query(
-            "SELECT con.conname, con.conrelid, con.confrelid, pg_get_constraintdef(con.oid)
+            "SELECT con.conname, con.conrelid, con.confrelid, pg_get_constraintdef(con.oid), con.convalidated
              FROM pg_constraint con
              WHERE con.contype = 'f' AND con.conparentid = 0
              ORDER BY con.conrelid, con.conname",
@@ -153,7 +161,8 @@ pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> 
                 name: r.get(0),
                 table: by_oid.get(&r.get::<_, Oid>(1))?.clone(),
                 referenced: by_oid.get(&r.get::<_, Oid>(2))?.clone(),
-                definition: r.get(3),
+                definition: strip_not_valid(r.get(3)),
+                validated: r.get(4),
             })
         })
         .collect();
@@ -161,6 +170,15 @@ pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> 
         tables,
         foreign_keys,
     })
+}
+
+/// `pg_get_constraintdef` spells a NOT VALID key's state into its definition; pgfleet adds and
+/// validates keys itself, so it keeps the definition alone.
+fn strip_not_valid(def: String) -> String {
+    match def.strip_suffix(" NOT VALID") {
+        Some(d) => d.to_string(),
+        None => def,
+    }
 }
 
 /// Sequences owned by columns of `tables` (serial and identity).
@@ -202,9 +220,10 @@ pub async fn secondary_indexes<C: GenericClient + Sync>(
     let names: Vec<String> = tables.iter().map(QualifiedName::quoted).collect();
     Ok(client
         .query(
-            "SELECT n.nspname, c.relname, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+            "SELECT n.nspname, c.relname, format('%I.%I', n.nspname, ic.relname), pg_get_indexdef(i.indexrelid)
              FROM pg_index i
              JOIN pg_class c ON c.oid = i.indrelid
+             JOIN pg_class ic ON ic.oid = i.indexrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE i.indrelid = ANY (SELECT unnest($1::text[])::regclass::oid)
                AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)

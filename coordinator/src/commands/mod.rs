@@ -2,6 +2,7 @@
 
 pub mod plan;
 pub mod progress;
+pub mod repair;
 pub mod run;
 pub mod serve;
 pub mod status;
