@@ -134,6 +134,10 @@ pub struct RestoreTable {
     /// Rows in the export (Parquet footers) for this table.
     pub expected_rows: u64,
     pub wave: u32,
+    /// Only rows matching this condition load (an extension's configuration table: its
+    /// `pg_extension_config_dump` filter), so fewer than `expected_rows` may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

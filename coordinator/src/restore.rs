@@ -5,7 +5,7 @@
 
 use crate::job::{ChunkWork, FilePiece, JobRun, RestoreState, RestoreTable, TableRun, TableWork};
 use crate::rds::{self, ExportTable};
-use crate::target::{self, ForeignKey, TargetCatalog, TargetTable};
+use crate::target::{self, ExtensionTable, ForeignKey, TargetCatalog, TargetTable};
 use crate::target_changes::{self, Change, Repair};
 use crate::waves::{plan_waves, FkEdge};
 use anyhow::{anyhow, Context, Result};
@@ -135,7 +135,43 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
     let mut skip = vec![false; selected.len()];
     for (i, s) in selected.iter().enumerate() {
         let name = &s.target.name;
-        if !target::has_rows(&client, name).await? {
+        // A table an extension owns got its rows from CREATE EXTENSION in the target.
+        let has_user_rows = match &s.target.extension {
+            Some(ExtensionTable {
+                extension,
+                config_filter: None,
+            }) => {
+                if target::has_rows(&client, name).await? {
+                    skip[i] = true;
+                    notes.push(format!(
+                        "{}: belongs to extension {extension}, whose rows the target already has (CREATE EXTENSION made them): skipped",
+                        name.display_name()
+                    ));
+                }
+                continue;
+            }
+            Some(ExtensionTable {
+                extension,
+                config_filter: Some(filter),
+            }) if !filter.is_empty() => {
+                notes.push(format!(
+                    "{}: belongs to extension {extension}, which marks it as configuration: only the rows users added (its pg_extension_config_dump filter) are loaded; the extension's own rows stay as the target has them",
+                    name.display_name()
+                ));
+                let user_rows = target::has_rows_where(&client, name, filter).await?;
+                if user_rows && spec.policy.non_empty == NonEmptyPolicy::Truncate {
+                    problems.push(format!(
+                        "target table {} (extension {extension}) already has user-added rows, and policy.non_empty = \"truncate\" would also remove the extension's own rows: delete the user-added rows yourself (DELETE FROM {} WHERE {filter}), or exclude the table",
+                        name.display_name(),
+                        name.quoted()
+                    ));
+                    continue;
+                }
+                user_rows
+            }
+            _ => target::has_rows(&client, name).await?,
+        };
+        if !has_user_rows {
             continue;
         }
         let resumed = ledger_exists
@@ -219,6 +255,12 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
                     columns: cols,
                     expected_rows: s.export.rows,
                     wave: wave_of[i],
+                    filter: s
+                        .target
+                        .extension
+                        .as_ref()
+                        .and_then(|e| e.config_filter.clone())
+                        .filter(|f| !f.is_empty()),
                 }),
                 finalized: false,
                 depends_on: enforced.depends_on[i].iter().map(|&d| d as u32).collect(),
@@ -525,6 +567,7 @@ pub fn task(
             piece: format!("{}{range}", piece.key),
         },
         expected_rows: piece.rows,
+        filter: table.filter.clone(),
     })
 }
 

@@ -27,6 +27,18 @@ pub struct TargetTable {
     /// Parent, grandparent … for a partition.
     pub ancestors: Vec<QualifiedName>,
     pub columns: Vec<TargetColumn>,
+    /// The extension this table belongs to (`CREATE EXTENSION` made it), if any.
+    pub extension: Option<ExtensionTable>,
+}
+
+/// A table an extension owns (`pg_depend` deptype `e`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionTable {
+    pub extension: String,
+    /// Marked as configuration (`pg_extension_config_dump`): `Some(filter)` where the filter
+    /// (a `WHERE` condition, empty for "every row") selects the rows users added, which pg_dump
+    /// dumps. `None`: the extension's own data only.
+    pub config_filter: Option<String>,
 }
 
 /// A foreign key as declared (top-level constraints only; partitions inherit them).
@@ -100,6 +112,7 @@ pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> 
             partitioned: r.get(3),
             ancestors: Vec::new(),
             columns: Vec::new(),
+            extension: None,
         })
         .collect();
     let by_oid: HashMap<Oid, QualifiedName> =
@@ -146,6 +159,30 @@ pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> 
         }
     }
 
+    // Extension member tables, with their configuration filters: one query for all.
+    for r in client
+        .query(
+            "SELECT d.objid, e.extname,
+                    array_position(e.extconfig, d.objid) IS NOT NULL,
+                    e.extcondition[array_position(e.extconfig, d.objid)]
+             FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+             WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_extension'::regclass
+               AND d.deptype = 'e'",
+            &[],
+        )
+        .await?
+    {
+        if let Some(&i) = index.get(&r.get::<_, Oid>(0)) {
+            let config: bool = r.get(2);
+            tables[i].extension = Some(ExtensionTable {
+                extension: r.get(1),
+                config_filter: config.then(|| {
+                    config_condition(r.get::<_, Option<String>>(3).as_deref().unwrap_or(""))
+                }),
+            });
+        }
+    }
+
     let foreign_keys = client
         .query(
             "SELECT con.conname, con.conrelid, con.confrelid, pg_get_constraintdef(con.oid), con.convalidated
@@ -170,6 +207,31 @@ pub async fn load<C: GenericClient + Sync>(client: &C) -> Result<TargetCatalog> 
         tables,
         foreign_keys,
     })
+}
+
+/// `pg_extension_config_dump`'s filter is stored as `WHERE cond` (or empty): the condition.
+fn config_condition(filter: &str) -> String {
+    let f = filter.trim();
+    let keyword = f.get(..5).is_some_and(|w| w.eq_ignore_ascii_case("where"))
+        && f[5..].starts_with(|c: char| c.is_whitespace() || c == '(');
+    if keyword {
+        f[5..].trim().to_string()
+    } else {
+        f.to_string()
+    }
+}
+
+/// Rows of `table` matching `condition` exist (an extension configuration table's user rows).
+pub async fn has_rows_where<C: GenericClient + Sync>(
+    client: &C,
+    table: &QualifiedName,
+    condition: &str,
+) -> Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {condition})",
+        table.quoted()
+    );
+    Ok(client.query_one(&sql, &[]).await?.get(0))
 }
 
 /// `pg_get_constraintdef` spells a NOT VALID key's state into its definition; pgfleet adds and
@@ -244,4 +306,33 @@ pub async fn secondary_indexes<C: GenericClient + Sync>(
 pub async fn has_rows<C: GenericClient + Sync>(client: &C, table: &QualifiedName) -> Result<bool> {
     let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", table.quoted());
     Ok(client.query_one(&sql, &[]).await?.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_condition_drops_the_where() {
+        assert_eq!(
+            config_condition("WHERE NOT (srid BETWEEN 1 AND 2)"),
+            "NOT (srid BETWEEN 1 AND 2)"
+        );
+        assert_eq!(config_condition("  where\nx > 1"), "x > 1");
+        assert_eq!(config_condition(""), "");
+        assert_eq!(config_condition("wherever = 1"), "wherever = 1");
+        assert_eq!(config_condition("WHERE(x)"), "(x)");
+    }
+
+    #[test]
+    fn not_valid_is_not_part_of_the_definition() {
+        assert_eq!(
+            strip_not_valid("FOREIGN KEY (a) REFERENCES b(id) NOT VALID".into()),
+            "FOREIGN KEY (a) REFERENCES b(id)"
+        );
+        assert_eq!(
+            strip_not_valid("FOREIGN KEY (a) REFERENCES b(id)".into()),
+            "FOREIGN KEY (a) REFERENCES b(id)"
+        );
+    }
 }

@@ -55,6 +55,11 @@ pub struct RestoreFile {
     pub ledger: LedgerKey,
     /// Rows the Parquet footer promises for this piece; a mismatch fails the task.
     pub expected_rows: u64,
+    /// Load only the rows for which this SQL condition (from the target's own catalog: an
+    /// extension's configuration-table filter) holds, as `COPY … FROM STDIN WHERE`. Then the
+    /// COPY may load fewer rows than `expected_rows`, never more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -695,6 +695,7 @@ fn restore_file() -> impl Strategy<Value = Task> {
                     row_groups,
                     ledger,
                     expected_rows,
+                    filter: None,
                 })
             },
         )

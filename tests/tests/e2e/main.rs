@@ -9,6 +9,7 @@ mod faults;
 mod faults_s3;
 mod identifiers;
 mod observability;
+mod restore_extensions;
 mod restore_interrupted;
 mod restore_roundtrip;
 mod restore_variants;

@@ -268,6 +268,7 @@ fn task(
             piece,
         },
         expected_rows,
+        filter: None,
     }
 }
 
