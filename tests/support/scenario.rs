@@ -143,34 +143,7 @@ ANALYZE;
         std::fs::create_dir_all(&dir)?;
         let root = format!("s3://{bucket}/rds/{tag}/");
         let endpoint = s3_endpoint();
-        let export = dir.join("export.toml");
-        std::fs::write(
-            &export,
-            format!(
-                r#"kind = "export"
-name = "{tag}-export"
-[source]
-url = "{url}"
-[tables]
-include = ["public.*"]
-[chunking]
-rows_per_chunk = {rows_per_file}
-[output]
-url = "{root}"
-format = "rds-parquet"
-s3 = {{ endpoint = "{endpoint}", force_path_style = true }}
-"#,
-                url = source.url
-            ),
-        )?;
-        let out = Command::new(bin("coordinator"))
-            .args(["run", export.to_str().unwrap(), "--workers", "2"])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "exporting the restore fixture failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        export_rds_parquet(&dir, tag, &source.url, &root, rows_per_file)?;
         let spec = dir.join("restore.toml");
         std::fs::write(
             &spec,
@@ -328,6 +301,46 @@ pub struct ResultRow {
     pub worker: String,
     pub outcome: String,
     pub applied: String,
+}
+
+/// Export every `public` table of `source_url` to `root` as `rds-parquet`, `rows_per_chunk` rows
+/// a file, with `coordinator run` (in process): the export a restore test starts from.
+pub fn export_rds_parquet(
+    dir: &std::path::Path,
+    tag: &str,
+    source_url: &str,
+    root: &str,
+    rows_per_chunk: u64,
+) -> Result<()> {
+    let export = dir.join(format!("{tag}-export.toml"));
+    std::fs::write(
+        &export,
+        format!(
+            r#"kind = "export"
+name = "{tag}-export"
+[source]
+url = "{source_url}"
+[tables]
+include = ["public.*"]
+[chunking]
+rows_per_chunk = {rows_per_chunk}
+[output]
+url = "{root}"
+format = "rds-parquet"
+s3 = {{ endpoint = "{endpoint}", force_path_style = true }}
+"#,
+            endpoint = s3_endpoint()
+        ),
+    )?;
+    let out = Command::new(bin("coordinator"))
+        .args(["run", export.to_str().unwrap(), "--workers", "2"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "exporting {source_url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
 }
 
 pub fn submit_spec(

@@ -3,7 +3,7 @@
 //! default restore loads only the rows users added (PostGIS's `pg_extension_config_dump`
 //! filter, as pg_dump does) and leaves the extension's own rows alone.
 
-use pgfleet_tests::scenario::checksums;
+use pgfleet_tests::scenario::{checksums, export_rds_parquet};
 use pgfleet_tests::*;
 use std::process::Command;
 
@@ -40,32 +40,7 @@ async fn postgis_export_restores_with_default_policy() -> anyhow::Result<()> {
     let endpoint = s3_endpoint();
     let dir = std::env::temp_dir().join(unique("pgfleet-gis-"));
     std::fs::create_dir_all(&dir)?;
-    let export = dir.join("export.toml");
-    std::fs::write(
-        &export,
-        format!(
-            r#"kind = "export"
-name = "gis-export"
-[source]
-url = "{src}"
-[tables]
-include = ["public.*"]
-[output]
-url = "{root}"
-format = "rds-parquet"
-s3 = {{ endpoint = "{endpoint}", force_path_style = true }}
-"#,
-            src = source.url
-        ),
-    )?;
-    let out = Command::new(bin("coordinator"))
-        .args(["run", export.to_str().unwrap(), "--workers", "2"])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "export: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    export_rds_parquet(&dir, "gis", &source.url, &root, 100_000)?;
     // The export holds the extension's table, as an RDS export of such a database does.
     let keys = list_keys(&s3, &bucket, "rds/gis/").await?;
     assert!(

@@ -5,7 +5,7 @@
 //! identical data and every key valid.
 
 use pgfleet_tests::procs::Proc;
-use pgfleet_tests::scenario::{checksums, wait_until};
+use pgfleet_tests::scenario::{checksums, export_rds_parquet, wait_until};
 use pgfleet_tests::*;
 use std::path::PathBuf;
 use std::process::Command;
@@ -60,34 +60,7 @@ impl Interrupted {
         std::fs::create_dir_all(&dir)?;
         let root = format!("s3://{bucket}/rds/{tag}/");
         let endpoint = s3_endpoint();
-        let export = dir.join("export.toml");
-        std::fs::write(
-            &export,
-            format!(
-                r#"kind = "export"
-name = "{tag}-export"
-[source]
-url = "{url}"
-[tables]
-include = ["public.*"]
-[chunking]
-rows_per_chunk = 10000
-[output]
-url = "{root}"
-format = "rds-parquet"
-s3 = {{ endpoint = "{endpoint}", force_path_style = true }}
-"#,
-                url = source.url
-            ),
-        )?;
-        let out = Command::new(bin("coordinator"))
-            .args(["run", export.to_str().unwrap(), "--workers", "2"])
-            .output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "exporting the fixture failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        export_rds_parquet(&dir, tag, &source.url, &root, 10_000)?;
         let app = unique(&format!("pgfleet-{tag}-"));
         let spec = dir.join("restore.toml");
         std::fs::write(
