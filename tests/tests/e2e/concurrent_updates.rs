@@ -69,15 +69,16 @@ async fn update_until(url: String, stop: Arc<AtomicBool>, rounds: Arc<AtomicU64>
     }
 }
 
-fn export_spec(source: &str, output: &Path) -> String {
+fn export_spec(source: &str, output: &Path, snapshot: &str, include: &str) -> String {
     format!(
         r#"kind = "export"
 name = "concurrent-updates"
 [source]
 url = "{source}"
 max_in_flight = 2
+snapshot = "{snapshot}"
 [tables]
-include = ["public.*"]
+include = ["{include}"]
 [chunking]
 rows_per_chunk = 1000
 [output]
@@ -113,10 +114,65 @@ async fn rows_updated_during_an_export_are_exported_exactly_once() -> anyhow::Re
     let src = source.client().await?;
     create_source(&src).await?;
     let dir = std::env::temp_dir().join(unique("pgfleet-upd-"));
+
+    // Per-chunk snapshots (the default): keyed tables by key ranges, the keyless one whole.
+    let (plan, mut failures) = export_while_updating(
+        &source,
+        &src,
+        &dir.join("per-chunk"),
+        "per-chunk",
+        "public.*",
+        TABLES,
+    )
+    .await?;
+    for (table, strategy) in [
+        ("uuid_pk", "unique key (\"id\")"),
+        ("text_pk", "unique key (\"id\")"),
+        ("composite_pk", "unique key (\"a\", \"b\")"),
+        ("no_key", "whole table"),
+    ] {
+        let line = plan
+            .lines()
+            .find(|l| l.contains(&format!("public.{table} ")));
+        assert!(
+            line.is_some_and(|l| l.contains(strategy)),
+            "{table} should be split by {strategy}:\n{plan}"
+        );
+    }
+    // One consistent snapshot for the whole job: the keyless table by page ranges.
+    let keyless = &TABLES[3..];
+    let (plan, more) = export_while_updating(
+        &source,
+        &src,
+        &dir.join("consistent"),
+        "consistent",
+        "no_key",
+        keyless,
+    )
+    .await?;
+    assert!(plan.contains("heap pages"), "{plan}");
+    failures.extend(more);
+
+    assert!(failures.is_empty(), "{failures:#?}");
+    source.drop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Plans and runs an export of `include` into `dir` while every table is being updated, and
+/// returns the plan's text and, per table, what was not exported exactly once.
+async fn export_while_updating(
+    source: &ScratchDb,
+    src: &tokio_postgres::Client,
+    dir: &Path,
+    snapshot: &str,
+    include: &str,
+    tables: &[(&str, &str, usize)],
+) -> anyhow::Result<(String, Vec<String>)> {
     let out = dir.join("out");
     std::fs::create_dir_all(&out)?;
     let spec = dir.join("export.toml");
-    std::fs::write(&spec, export_spec(&source.url, &out))?;
+    std::fs::write(&spec, export_spec(&source.url, &out, snapshot, include))?;
 
     let plan = Command::new(bin("coordinator"))
         .args(["plan", spec.to_str().unwrap()])
@@ -152,11 +208,11 @@ async fn rows_updated_during_an_export_are_exported_exactly_once() -> anyhow::Re
     );
     assert!(run.status.success(), "run: {log}");
     let rounds = rounds.load(Ordering::Relaxed);
-    println!("{rounds} update rounds during the export");
+    println!("{snapshot}: {rounds} update rounds during the export");
     assert!(rounds >= 2, "the updates must overlap the export");
 
     let mut failures = Vec::new();
-    for (table, _, id_columns) in TABLES {
+    for (table, _, id_columns) in tables {
         let rows = exported_rows(&out, table)?;
         let mut seen: HashMap<Vec<Option<String>>, u32> = HashMap::new();
         for row in &rows {
@@ -168,25 +224,22 @@ async fn rows_updated_during_an_export_are_exported_exactly_once() -> anyhow::Re
         } else {
             "id::text"
         };
-        let source_ids = csvcheck::source_rows(&src, &format!("SELECT {ids} FROM {table}")).await?;
+        let source_ids = csvcheck::source_rows(src, &format!("SELECT {ids} FROM {table}")).await?;
         let missing = source_ids
             .iter()
             .filter(|id| !seen.contains_key(*id))
             .count();
         println!(
-            "{table}: {} rows exported, {} distinct, {twice} twice, {missing} missing",
+            "{snapshot} {table}: {} rows exported, {} distinct, {twice} twice, {missing} missing",
             rows.len(),
             seen.len()
         );
         if rows.len() as i64 != ROWS || twice > 0 || missing > 0 || seen.len() != source_ids.len() {
             failures.push(format!(
-                "{table}: {} rows exported for {ROWS}: {twice} rows twice, {missing} missing",
+                "{snapshot} {table}: {} rows exported for {ROWS}: {twice} rows twice, {missing} missing",
                 rows.len()
             ));
         }
     }
-    assert!(failures.is_empty(), "{failures:#?}\nplan:\n{plan_text}");
-    source.drop().await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok((plan_text, failures))
 }
