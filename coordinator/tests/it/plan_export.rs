@@ -70,6 +70,15 @@ CREATE UNIQUE INDEX ON weakkeys (b) WHERE b <> '';
 CREATE UNIQUE INDEX ON weakkeys (lower(c));
 INSERT INTO weakkeys SELECT 'a' || g, 'b' || g, 'c' || g FROM generate_series(1, 30000) g;
 
+-- A partitioned table with a uuid primary key: key ranges through the parent.
+CREATE SCHEMA parts;
+CREATE TABLE parts.u (id uuid PRIMARY KEY, v int) PARTITION BY HASH (id);
+CREATE TABLE parts.u_0 PARTITION OF parts.u FOR VALUES WITH (MODULUS 2, REMAINDER 0)
+    WITH (autovacuum_enabled = off);
+CREATE TABLE parts.u_1 PARTITION OF parts.u FOR VALUES WITH (MODULUS 2, REMAINDER 1)
+    WITH (autovacuum_enabled = off);
+INSERT INTO parts.u SELECT md5(g::text)::uuid, g FROM generate_series(1, 20000) g;
+
 CREATE SCHEMA other;
 CREATE TABLE other.things (id int PRIMARY KEY) WITH (autovacuum_enabled = off);
 INSERT INTO other.things SELECT generate_series(1, 10);
@@ -326,6 +335,18 @@ async fn unique_key_ranges(client: &mut Client) {
         );
         assert!(worst < 0.8, "{}: unbalanced {counts:?}", t.table);
     }
+    let plan = plan_ok(
+        client,
+        &spec(&["parts.*"], &[], &[], "rows_per_chunk = 2000"),
+    )
+    .await;
+    let names: Vec<String> = plan.tables.iter().map(|t| t.table.display_name()).collect();
+    assert_eq!(names, ["parts.u"]);
+    let u = &plan.tables[0];
+    assert!(matches!(u.key, KeyChoice::Unique { .. }), "{:?}", u.key);
+    assert!(!u.own_rows_only);
+    assert!((8..=12).contains(&u.chunks.len()), "{:?}", u.chunks.len());
+    assert_eq!(check_coverage(client, u).await.iter().sum::<u64>(), 20_000);
 }
 
 async fn excludes_and_other_schemas(client: &mut Client) {
