@@ -5,10 +5,12 @@
 //! default per-chunk snapshots and many small chunks while every row is updated over and over:
 //! every row must be in the export exactly once.
 
+use futures::FutureExt;
 use pgfleet_tests::csvcheck::{self, Row};
 use pgfleet_tests::*;
 use protocol::QualifiedName;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,13 +113,26 @@ fn exported_rows(root: &Path, table: &str) -> anyhow::Result<Vec<Row>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_updated_during_an_export_are_exported_exactly_once() -> anyhow::Result<()> {
     let source = ScratchDb::create("pgfleet_upd_src_").await?;
+    let dir = std::env::temp_dir().join(unique("pgfleet-upd-"));
+    // The scratch database and files go even when an assertion fails.
+    let outcome = AssertUnwindSafe(check_exports(&source, &dir))
+        .catch_unwind()
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    source.drop().await?;
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+async fn check_exports(source: &ScratchDb, dir: &Path) -> anyhow::Result<()> {
     let src = source.client().await?;
     create_source(&src).await?;
-    let dir = std::env::temp_dir().join(unique("pgfleet-upd-"));
 
     // Per-chunk snapshots (the default): keyed tables by key ranges, the keyless one whole.
     let (plan, failures) = export_while_updating(
-        &source,
+        source,
         &src,
         &dir.join("per-chunk"),
         "per-chunk",
@@ -143,7 +158,7 @@ async fn rows_updated_during_an_export_are_exported_exactly_once() -> anyhow::Re
     // One consistent snapshot for the whole job: the keyless table by page ranges.
     let keyless = &TABLES[3..];
     let (plan, failures) = export_while_updating(
-        &source,
+        source,
         &src,
         &dir.join("consistent"),
         "consistent",
@@ -153,8 +168,6 @@ async fn rows_updated_during_an_export_are_exported_exactly_once() -> anyhow::Re
     .await?;
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(plan.contains("heap pages"), "{plan}");
-    source.drop().await?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
