@@ -10,7 +10,7 @@ use crate::plan::KeyChoice;
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
 use protocol::ident::TablePattern;
-use protocol::{quote_ident, ColumnType, QualifiedName};
+use protocol::{quote_ident, ColumnType, KeyColumn, QualifiedName};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
@@ -214,6 +214,8 @@ pub struct Column {
     pub type_oid: u32,
     /// `format_type` output, for messages.
     pub type_name: String,
+    /// The type's schema and `typname`, for casts that must not depend on `search_path`.
+    pub type_ref: QualifiedName,
     pub not_null: bool,
     /// What typed export formats (`rds-parquet`) need: `pg_type.typname` and the
     /// `information_schema.columns` view of the column.
@@ -239,9 +241,10 @@ pub async fn columns<C: GenericClient + Sync>(client: &C, oid: u32) -> Result<Ve
                     a.attnotnull, t.typname::text,
                     COALESCE(ic.data_type::text, format_type(a.atttypid, NULL)),
                     ic.character_maximum_length::int4, ic.numeric_precision::int4,
-                    ic.datetime_precision::int4
+                    ic.datetime_precision::int4, tn.nspname::text
                FROM pg_attribute a
                JOIN pg_type t ON t.oid = a.atttypid
+               JOIN pg_namespace tn ON tn.oid = t.typnamespace
                JOIN pg_class cl ON cl.oid = a.attrelid
                JOIN pg_namespace n ON n.oid = cl.relnamespace
                LEFT JOIN information_schema.columns ic
@@ -260,6 +263,10 @@ pub async fn columns<C: GenericClient + Sync>(client: &C, oid: u32) -> Result<Ve
                 attnum: row.try_get(1)?,
                 type_oid: row.try_get(2)?,
                 type_name: row.try_get(3)?,
+                type_ref: QualifiedName::new(
+                    row.try_get::<_, String>(10)?,
+                    row.try_get::<_, String>(5)?,
+                ),
                 not_null: row.try_get(4)?,
                 pg_type: ColumnType {
                     typname: row.try_get(5)?,
@@ -282,28 +289,51 @@ pub async fn current_database<C: GenericClient + Sync>(client: &C) -> Result<Str
     Ok(row.try_get(0)?)
 }
 
-/// The attnum of the primary key when it has exactly one key column.
-pub async fn single_column_primary_key<C: GenericClient + Sync>(
-    client: &C,
-    oid: u32,
-) -> Result<Option<i16>> {
-    // indkey[0] rather than the int2vector itself: its array lower bound is 0.
-    let row = client
-        .query_opt(
-            "SELECT i.indnkeyatts::int2, i.indkey[0]
+/// A unique btree key whose columns are all NOT NULL: every row has exactly one, distinct value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueKey {
+    pub primary: bool,
+    /// attnums, in index order.
+    pub columns: Vec<i16>,
+}
+
+/// The table's unique keys usable for splitting, the primary key first, then by fewest columns:
+/// valid, non-partial, expression-free btree indexes over NOT NULL columns with the default
+/// operator class and the column's own collation (so the chunk's row comparison orders rows as
+/// the index does, and the index serves it).
+pub async fn unique_keys<C: GenericClient + Sync>(client: &C, oid: u32) -> Result<Vec<UniqueKey>> {
+    let rows = client
+        .query(
+            "SELECT i.indisprimary, k.cols
                FROM pg_index i
-              WHERE i.indrelid = $1::oid AND i.indisprimary",
+               JOIN pg_class ic ON ic.oid = i.indexrelid
+               JOIN pg_am am ON am.oid = ic.relam
+               CROSS JOIN LATERAL (
+                 SELECT array_agg(u.attnum ORDER BY u.ord)::int2[] AS cols,
+                        count(*) = i.indnkeyatts
+                          AND bool_and(a.attnotnull AND oc.opcdefault AND u.coll = a.attcollation)
+                          AS usable
+                   FROM unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[])
+                        WITH ORDINALITY AS u(attnum, opc, coll, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+                   JOIN pg_opclass oc ON oc.oid = u.opc
+                  WHERE u.ord <= i.indnkeyatts
+               ) k
+              WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid
+                AND i.indpred IS NULL AND i.indexprs IS NULL AND am.amname = 'btree' AND k.usable
+              ORDER BY i.indisprimary DESC, cardinality(k.cols), ic.relname",
             &[&oid],
         )
         .await
-        .context("reading the primary key from pg_index")?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let key_columns: i16 = row.try_get(0)?;
-    let first: i16 = row.try_get(1)?;
-    // attnum 0 would be an expression, which a primary key cannot have; checked anyway.
-    Ok((key_columns == 1 && first > 0).then_some(first))
+        .context("reading unique keys from pg_index")?;
+    rows.iter()
+        .map(|row| {
+            Ok(UniqueKey {
+                primary: row.try_get(0)?,
+                columns: row.try_get(1)?,
+            })
+        })
+        .collect()
 }
 
 /// The chosen split key and whether it can be NULL.
@@ -314,14 +344,17 @@ pub struct KeyPick {
 }
 
 /// Choose how to split a table: the user's key if given (it must be an integer column), else a
-/// single-column integer primary key, else heap pages (ordinary tables) or the whole table
-/// (partitioned tables: ctid is per partition, so a page range on the parent reads that range
-/// of every partition and chunk sizes would follow partition sizes, not the target).
+/// single-column integer unique key (the primary key preferred), else ranges of any other
+/// unique key (uuid, text, composite). A table with no such key is split by heap pages only when
+/// all its chunks read one snapshot (`one_snapshot`): under separate snapshots an UPDATE moves a
+/// row between pages, so it would be read twice or never. Otherwise, and always for a
+/// partitioned table (ctid is per partition), it is one chunk.
 pub fn choose_key(
     table: &Relation,
     columns: &[Column],
-    primary_key: Option<i16>,
+    unique: &[UniqueKey],
     user_key: Option<&str>,
+    one_snapshot: bool,
 ) -> Result<KeyPick> {
     if let Some(name) = user_key {
         let Some(col) = columns.iter().find(|c| c.name == name) else {
@@ -358,8 +391,18 @@ pub fn choose_key(
             nullable: !col.not_null,
         });
     }
-    let pk = primary_key.and_then(|attnum| columns.iter().find(|c| c.attnum == attnum));
-    if let Some(col) = pk.filter(|c| c.is_integer()) {
+    let key_columns = |key: &UniqueKey| -> Option<Vec<&Column>> {
+        key.columns
+            .iter()
+            .map(|&attnum| columns.iter().find(|c| c.attnum == attnum))
+            .collect()
+    };
+    let keys: Vec<Vec<&Column>> = unique.iter().filter_map(key_columns).collect();
+    if let Some(col) = keys
+        .iter()
+        .find(|k| k.len() == 1 && k[0].is_integer())
+        .map(|k| k[0])
+    {
         return Ok(KeyPick {
             choice: KeyChoice::Integer {
                 column: col.name.clone(),
@@ -367,9 +410,23 @@ pub fn choose_key(
             nullable: !col.not_null,
         });
     }
+    if let Some(key) = keys.first() {
+        return Ok(KeyPick {
+            choice: KeyChoice::Unique {
+                columns: key
+                    .iter()
+                    .map(|c| KeyColumn {
+                        name: c.name.clone(),
+                        type_name: c.type_ref.clone(),
+                    })
+                    .collect(),
+            },
+            nullable: false,
+        });
+    }
     let choice = match table.kind {
-        RelKind::Table => KeyChoice::Pages,
-        RelKind::Partitioned => KeyChoice::Whole,
+        RelKind::Table if one_snapshot => KeyChoice::Pages,
+        _ => KeyChoice::Whole,
     };
     Ok(KeyPick {
         choice,
@@ -645,6 +702,89 @@ pub async fn key_points<C: GenericClient + Sync>(
     }
 }
 
+/// Chunk boundaries on a unique key of any types, as each column's text form: the keys at
+/// `chunks - 1` equal-count quantiles of a page sample (or of every row when `plan` is `None`),
+/// strictly increasing in the server's own order, and the number of rows sampled. Set-based and
+/// read-only: the sample is sorted on the server and only the boundary rows come back.
+pub async fn tuple_boundaries<C: GenericClient + Sync>(
+    client: &C,
+    table: &QualifiedName,
+    only: bool,
+    columns: &[KeyColumn],
+    plan: Option<&SamplePlan>,
+    chunks: u64,
+) -> Result<(Vec<Vec<String>>, u64)> {
+    // Text forms that any session reads back as the same value: ISO dates, round-trip floats.
+    client
+        .query_one(
+            "SELECT set_config('DateStyle', 'ISO', true), \
+                    set_config('IntervalStyle', 'postgres', true), \
+                    set_config('extra_float_digits', '3', true)",
+            &[],
+        )
+        .await
+        .context("setting DateStyle for key boundaries")?;
+    let cols = columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let texts = columns
+        .iter()
+        .map(|c| format!("{}::text", quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let only = if only { "ONLY " } else { "" };
+    let chunks = i64::try_from(chunks).unwrap_or(i64::MAX);
+    let (sample, params): (String, Vec<Box<dyn ToSql + Sync + Send>>) = match plan {
+        None => (String::new(), vec![Box::new(chunks)]),
+        Some(plan) => {
+            let percent = plan.percent.clamp(0.000_001, 100.0) as f32;
+            let stride = i64::try_from(plan.stride).unwrap_or(i64::MAX);
+            let mut sample = format!(" TABLESAMPLE SYSTEM ($2::float4) REPEATABLE ({SAMPLE_SEED})");
+            let mut params: Vec<Box<dyn ToSql + Sync + Send>> =
+                vec![Box::new(chunks), Box::new(percent)];
+            if stride > 1 {
+                sample.push_str(
+                    " WHERE ((ctid::text::point)[0] + (ctid::text::point)[1])::int8 % $3::int8 = 0",
+                );
+                params.push(Box::new(stride));
+            }
+            (sample, params)
+        }
+    };
+    // Row rn (1-based, of n) starts a chunk when a multiple of n/chunks falls in (rn-1, rn];
+    // rn < n leaves the last chunk more than the largest sampled key. The last row comes back
+    // too (flagged), for the sample's size.
+    let sql = format!(
+        "SELECT ARRAY[{texts}], rn = n, n FROM (
+           SELECT {cols}, row_number() OVER (ORDER BY {cols}) AS rn, count(*) OVER () AS n
+             FROM {only}{}{sample}
+         ) s
+         WHERE rn = n OR (rn > 1 AND ((rn - 1) * $1::int8) / n < (rn * $1::int8) / n)
+         ORDER BY rn",
+        table.quoted()
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let rows = client
+        .query(&sql, &params)
+        .await
+        .with_context(|| format!("sampling key boundaries of {}", table.display_name()))?;
+    let mut boundaries = Vec::with_capacity(rows.len());
+    let mut sampled = 0;
+    for row in &rows {
+        if row.try_get::<_, bool>(1)? {
+            sampled = non_negative(row.try_get(2)?);
+        } else {
+            boundaries.push(row.try_get::<_, Vec<String>>(0)?);
+        }
+    }
+    Ok((boundaries, sampled))
+}
+
 /// Key overrides that name no exported table: likely typos, worth a note.
 pub fn unused_key_overrides(
     overrides: &BTreeMap<QualifiedName, String>,
@@ -764,6 +904,7 @@ mod tests {
             attnum,
             type_oid: ty.oid(),
             type_name: ty.name().into(),
+            type_ref: QualifiedName::new("pg_catalog", ty.name()),
             not_null,
             pg_type: ColumnType {
                 typname: ty.name().into(),
@@ -775,6 +916,13 @@ mod tests {
         }
     }
 
+    fn key(primary: bool, columns: &[i16]) -> UniqueKey {
+        UniqueKey {
+            primary,
+            columns: columns.to_vec(),
+        }
+    }
+
     #[test]
     fn key_choice() {
         let t = rel(1, "public.t", RelKind::Table, None);
@@ -783,41 +931,77 @@ mod tests {
             col("id", 1, Type::INT8, true),
             col("code", 2, Type::TEXT, true),
             col("n", 3, Type::INT4, false),
+            col("u", 4, Type::UUID, true),
         ];
         let integer = |c: &str| KeyChoice::Integer { column: c.into() };
+        let unique = |names: &[&str]| KeyChoice::Unique {
+            columns: names
+                .iter()
+                .map(|n| {
+                    let c = cols.iter().find(|c| c.name == *n).unwrap();
+                    KeyColumn {
+                        name: c.name.clone(),
+                        type_name: c.type_ref.clone(),
+                    }
+                })
+                .collect(),
+        };
         assert_eq!(
-            choose_key(&t, &cols, Some(1), None).unwrap(),
+            choose_key(&t, &cols, &[key(true, &[1])], None, false).unwrap(),
             KeyPick {
                 choice: integer("id"),
                 nullable: false
             }
         );
-        // Text primary key: pages for a table, whole for a partitioned one.
+        // A text primary key: its ranges, for ordinary and partitioned tables alike.
+        for table in [&t, &p] {
+            assert_eq!(
+                choose_key(table, &cols, &[key(true, &[2])], None, false)
+                    .unwrap()
+                    .choice,
+                unique(&["code"])
+            );
+        }
+        // An integer unique key is cheaper to split on than a uuid primary key.
         assert_eq!(
-            choose_key(&t, &cols, Some(2), None).unwrap().choice,
-            KeyChoice::Pages
+            choose_key(&t, &cols, &[key(true, &[4]), key(false, &[1])], None, false)
+                .unwrap()
+                .choice,
+            integer("id")
         );
+        // Composite, in index order.
         assert_eq!(
-            choose_key(&p, &cols, Some(2), None).unwrap().choice,
+            choose_key(&t, &cols, &[key(true, &[4, 2])], None, false)
+                .unwrap()
+                .choice,
+            unique(&["u", "code"])
+        );
+        // No unique key: pages only under one snapshot; partitioned tables are whole.
+        assert_eq!(
+            choose_key(&t, &cols, &[], None, false).unwrap().choice,
             KeyChoice::Whole
         );
         assert_eq!(
-            choose_key(&t, &cols, None, None).unwrap().choice,
+            choose_key(&t, &cols, &[], None, true).unwrap().choice,
             KeyChoice::Pages
+        );
+        assert_eq!(
+            choose_key(&p, &cols, &[], None, true).unwrap().choice,
+            KeyChoice::Whole
         );
         // User key wins, and may be nullable.
         assert_eq!(
-            choose_key(&t, &cols, Some(1), Some("n")).unwrap(),
+            choose_key(&t, &cols, &[key(true, &[1])], Some("n"), false).unwrap(),
             KeyPick {
                 choice: integer("n"),
                 nullable: true
             }
         );
-        let err = choose_key(&t, &cols, None, Some("code"))
+        let err = choose_key(&t, &cols, &[], Some("code"), false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("public.t") && err.contains("\"code\"") && err.contains("text"));
-        let err = choose_key(&t, &cols, None, Some("ID"))
+        let err = choose_key(&t, &cols, &[], Some("ID"), false)
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"ID\"") && err.contains("id, n"), "{err}");

@@ -9,7 +9,7 @@
 //! planning (or missed by the sample) are still exported exactly once.
 
 use protocol::spec::ChunkTarget;
-use protocol::ChunkRange;
+use protocol::{ChunkRange, KeyColumn};
 
 /// Sample points wanted per expected chunk. Between two boundaries that are `m` sample points
 /// apart lies a share of rows whose relative error is about `1/sqrt(m)`: 50 points keep a chunk
@@ -206,6 +206,30 @@ pub fn plan_page_chunks(pages: u32, estimated_rows: u64, rows_per_chunk: u64) ->
         .collect()
 }
 
+/// Chunk ranges on a unique key of any types from boundaries in the server's order (each one
+/// the text form of every key column): `(-inf, b0)`, `[b0, b1)`, ..., `[bn, +inf)`, so rows
+/// inserted outside the sampled keys are still exported exactly once. Boundaries that do not
+/// increase (a duplicate) or have the wrong number of values are skipped; none means one chunk.
+pub fn tuple_ranges(columns: &[KeyColumn], boundaries: Vec<Vec<String>>) -> Vec<ChunkRange> {
+    let mut kept: Vec<Vec<String>> = Vec::with_capacity(boundaries.len());
+    for b in boundaries {
+        // The server sorted them; equal neighbours would make an empty range.
+        if b.len() == columns.len() && kept.last() != Some(&b) {
+            kept.push(b);
+        }
+    }
+    if kept.is_empty() || columns.is_empty() {
+        return vec![ChunkRange::All];
+    }
+    (0..=kept.len())
+        .map(|i| ChunkRange::Tuple {
+            columns: columns.to_vec(),
+            lo: i.checked_sub(1).map(|prev| kept[prev].clone()),
+            hi: kept.get(i).cloned(),
+        })
+        .collect()
+}
+
 /// How to sample a table's keys: `TABLESAMPLE SYSTEM (percent)`, keeping one row in `stride`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplePlan {
@@ -320,7 +344,7 @@ mod tests {
                     end.saturating_sub(start) as u64
                 }
                 ChunkRange::KeyIsNull { .. } => 0,
-                ChunkRange::Pages { .. } => panic!("not a key range"),
+                ChunkRange::Pages { .. } | ChunkRange::Tuple { .. } => panic!("not a key range"),
             })
             .collect();
         assert_eq!(
@@ -650,6 +674,34 @@ mod tests {
             counts[..3].iter().all(|&c| (7..=10).contains(&c)),
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn tuple_ranges_are_contiguous_and_open_at_both_ends() {
+        let cols = vec![KeyColumn {
+            name: "id".into(),
+            type_name: protocol::QualifiedName::new("pg_catalog", "uuid"),
+        }];
+        let b = |v: &str| vec![v.to_string()];
+        let ranges = tuple_ranges(&cols, vec![b("a"), b("b"), b("b"), vec![], b("c")]);
+        type Bound = Option<Vec<String>>;
+        let bounds: Vec<(Bound, Bound)> = ranges
+            .iter()
+            .map(|r| match r {
+                ChunkRange::Tuple { lo, hi, .. } => (lo.clone(), hi.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            bounds,
+            [
+                (None, Some(b("a"))),
+                (Some(b("a")), Some(b("b"))),
+                (Some(b("b")), Some(b("c"))),
+                (Some(b("c")), None),
+            ]
+        );
+        assert_eq!(tuple_ranges(&cols, Vec::new()), [ChunkRange::All]);
     }
 
     #[test]

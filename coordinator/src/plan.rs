@@ -6,7 +6,8 @@ use crate::catalog::{self, KeyPoints, PointSource, RelKind, Relation, TableSize}
 use crate::chunking::{self, KeyDistribution};
 use anyhow::{Context, Result};
 use protocol::spec::ChunkTarget;
-use protocol::{ChunkRange, ColumnType, ExportSpec, QualifiedName};
+use protocol::spec::SnapshotMode;
+use protocol::{quote_ident, ChunkRange, ColumnType, ExportSpec, KeyColumn, QualifiedName};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
@@ -36,10 +37,33 @@ pub struct TablePlan {
 pub enum KeyChoice {
     /// Value ranges of an int2/int4/int8 column.
     Integer { column: String },
-    /// Heap page (`ctid`) ranges.
+    /// Heap page (`ctid`) ranges: a table without a unique key, in a job whose chunks all read
+    /// one consistent snapshot (under separate snapshots an UPDATE moves rows between pages).
     Pages,
-    /// One chunk: a partitioned table without an integer key.
+    /// One chunk: no unique key, and either a partitioned table or per-chunk snapshots.
     Whole,
+    /// Ranges of a unique key over NOT NULL columns of any btree-orderable types (uuid, text,
+    /// composite), at quantiles of a sample.
+    Unique { columns: Vec<KeyColumn> },
+}
+
+impl KeyChoice {
+    /// How the table is split, for `coordinator plan`.
+    pub fn describe(&self) -> String {
+        match self {
+            KeyChoice::Integer { column } => format!("integer key {}", quote_ident(column)),
+            KeyChoice::Unique { columns } => format!(
+                "unique key ({}), sampled ranges",
+                columns
+                    .iter()
+                    .map(|c| quote_ident(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            KeyChoice::Pages => "heap pages, one consistent snapshot (no unique key)".into(),
+            KeyChoice::Whole => "whole table (no unique key to split on)".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,10 +95,11 @@ pub async fn plan_export<C: GenericClient + Sync>(
     let mut notes = selection.notes;
     notes.extend(catalog::unused_key_overrides(&overrides, &selection.tables));
 
+    let one_snapshot = spec.source.snapshot == SnapshotMode::Consistent;
     let mut tables = Vec::with_capacity(selection.tables.len());
     for rel in &selection.tables {
         let user_key = overrides.get(&rel.name).map(String::as_str);
-        let plan = plan_table(client, rel, user_key, target, &mut notes)
+        let plan = plan_table(client, rel, user_key, target, one_snapshot, &mut notes)
             .await
             .with_context(|| format!("planning {}", rel.name.display_name()))?;
         tables.push(plan);
@@ -155,11 +180,12 @@ async fn plan_table<C: GenericClient + Sync>(
     rel: &Relation,
     user_key: Option<&str>,
     target: ChunkTarget,
+    one_snapshot: bool,
     notes: &mut Vec<String>,
 ) -> Result<TablePlan> {
     let columns = catalog::columns(client, rel.oid).await?;
-    let primary_key = catalog::single_column_primary_key(client, rel.oid).await?;
-    let key = catalog::choose_key(rel, &columns, primary_key, user_key)?;
+    let unique = catalog::unique_keys(client, rel.oid).await?;
+    let key = catalog::choose_key(rel, &columns, &unique, user_key, one_snapshot)?;
     let size = catalog::table_size(client, rel).await?;
     if size.sampled_count {
         notes.push(format!(
@@ -177,7 +203,41 @@ async fn plan_table<C: GenericClient + Sync>(
     }
 
     let chunks = match &key.choice {
-        KeyChoice::Whole => vec![ChunkRange::All],
+        KeyChoice::Whole => {
+            if wanted > 1 && rel.kind == RelKind::Table {
+                notes.push(format!(
+                    "{}: no unique key over NOT NULL columns, so one chunk: page ranges read \
+                     under separate snapshots would export rows updated meanwhile twice or not \
+                     at all; add a primary key, or set source.snapshot = \"consistent\" to split \
+                     it by pages",
+                    rel.name.display_name()
+                ));
+            }
+            vec![ChunkRange::All]
+        }
+        KeyChoice::Unique { columns } if wanted > 1 => {
+            let only = rel.kind == RelKind::Table;
+            let plan = chunking::sample_plan(size.estimated_rows, size.pages, wanted);
+            let (mut boundaries, sampled) =
+                catalog::tuple_boundaries(client, &rel.name, only, columns, Some(&plan), wanted)
+                    .await?;
+            if !chunking::sample_is_adequate(&plan, sampled as usize, wanted) {
+                if size.estimated_rows < catalog::FULL_SCAN_MAX_ROWS {
+                    boundaries =
+                        catalog::tuple_boundaries(client, &rel.name, only, columns, None, wanted)
+                            .await?
+                            .0;
+                } else {
+                    notes.push(format!(
+                        "{}: the key sample held only {sampled} rows; chunk sizes may be uneven \
+                         (run ANALYZE on the primary)",
+                        rel.name.display_name()
+                    ));
+                }
+            }
+            chunking::tuple_ranges(columns, boundaries)
+        }
+        KeyChoice::Unique { .. } => vec![ChunkRange::All],
         KeyChoice::Pages => {
             let pages = u32::try_from(size.pages).context("heap has more than 2^32 pages")?;
             chunking::plan_page_chunks(pages, size.estimated_rows, rows_per_chunk)

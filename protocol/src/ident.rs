@@ -19,6 +19,26 @@ pub fn quote_ident(name: &str) -> String {
     out
 }
 
+/// Quote a string literal for SQL, as PostgreSQL's `quote_literal` does: quotes doubled, and
+/// with a backslash the `E'…'` form with backslashes doubled, so the value is the same whatever
+/// `standard_conforming_strings` says. For values that cannot be bound as parameters (in COPY).
+pub fn quote_literal(value: &str) -> String {
+    let escape = value.contains('\\');
+    let mut out = String::with_capacity(value.len() + 3);
+    if escape {
+        out.push('E');
+    }
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' || (escape && c == '\\') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
 /// A schema-qualified relation name, stored unquoted (exactly as in `pg_class.relname`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct QualifiedName {
@@ -255,6 +275,13 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals() {
+        assert_eq!(quote_literal("a'b"), "'a''b'");
+        assert_eq!(quote_literal(r"x\'; --"), r"E'x\\''; --'");
+        assert_eq!(quote_literal(""), "''");
+    }
 
     #[test]
     fn quotes_every_identifier() {

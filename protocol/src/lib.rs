@@ -11,11 +11,11 @@ pub mod size;
 pub mod spec;
 pub mod topology;
 
-pub use ident::{quote_ident, QualifiedName};
+pub use ident::{quote_ident, quote_literal, QualifiedName};
 pub use location::ObjectLocation;
 pub use message::{
-    ChunkRange, ColumnExport, ColumnType, ExportChunk, LedgerKey, ObjectRef, Outcome, OutputFormat,
-    OutputTarget, PgConn, RestoreColumn, RestoreFile, ResultEnvelope, RowGroupRange, S3Options,
-    Task, TaskEnvelope, Transform, MESSAGE_VERSION,
+    ChunkRange, ColumnExport, ColumnType, ExportChunk, KeyColumn, LedgerKey, ObjectRef, Outcome,
+    OutputFormat, OutputTarget, PgConn, RestoreColumn, RestoreFile, ResultEnvelope, RowGroupRange,
+    S3Options, Task, TaskEnvelope, Transform, MESSAGE_VERSION,
 };
 pub use spec::{ExportSpec, JobSpec, RestoreSpec, SnapshotMode};

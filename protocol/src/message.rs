@@ -190,9 +190,27 @@ pub enum ChunkRange {
     },
     /// `key IS NULL`, for a nullable user-chosen key column.
     KeyIsNull { column: String },
-    /// `ctid >= '(lo,0)' AND ctid < '(hi,0)'`: heap page ranges, for tables without an integer
-    /// key (PostgreSQL 14+ scans these as TID ranges).
+    /// `ctid >= '(lo,0)' AND ctid < '(hi,0)'`: heap page ranges (PostgreSQL 14+ scans these as
+    /// TID ranges). Exact only when every chunk of the table reads the same snapshot: an UPDATE
+    /// moves a row to another page, so separate snapshots may see it twice or never.
     Pages { lo: Option<u32>, hi: Option<u32> },
+    /// `(a, b) >= (lo) AND (a, b) < (hi)` on a unique key of any btree-orderable types, bounds
+    /// being each column's text form (`'…'::text::type`), so the server's own ordering and
+    /// collation decide. Unlike page ranges, a row stays in its range when it is updated.
+    Tuple {
+        columns: Vec<KeyColumn>,
+        lo: Option<Vec<String>>,
+        hi: Option<Vec<String>>,
+    },
+}
+
+/// One column of a [`ChunkRange::Tuple`] key and the type its bounds are cast to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyColumn {
+    pub name: String,
+    /// The column's type by schema and `pg_type.typname` (e.g. `pg_catalog.uuid`), so the cast
+    /// does not depend on the worker's `search_path`.
+    pub type_name: QualifiedName,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -423,6 +441,34 @@ mod tests {
     fn round_trips() {
         let t = sample();
         assert_eq!(TaskEnvelope::decode(&t.encode()).unwrap(), t);
+        let mut t = sample();
+        if let Task::ExportChunk(c) = &mut t.task {
+            c.range = ChunkRange::Tuple {
+                columns: vec![KeyColumn {
+                    name: "id".into(),
+                    type_name: QualifiedName::new("pg_catalog", "uuid"),
+                }],
+                lo: None,
+                hi: Some(vec!["8f0e…".into()]),
+            };
+        }
+        assert_eq!(TaskEnvelope::decode(&t.encode()).unwrap(), t);
+    }
+
+    /// Ranges as older coordinators wrote them still decode.
+    #[test]
+    fn older_ranges_decode() {
+        let r: ChunkRange = serde_json::from_str(r#"{"by":"pages","lo":3,"hi":null}"#).unwrap();
+        assert_eq!(
+            r,
+            ChunkRange::Pages {
+                lo: Some(3),
+                hi: None
+            }
+        );
+        let r: ChunkRange =
+            serde_json::from_str(r#"{"by":"key","column":"id","lo":null,"hi":5}"#).unwrap();
+        assert!(matches!(r, ChunkRange::Key { hi: Some(5), .. }));
     }
 
     #[test]

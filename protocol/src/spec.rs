@@ -224,8 +224,9 @@ pub struct TablesSpec {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
-    /// Key column per table (`"schema.table" = "column"`); default: the single-column integer
-    /// primary key, else heap page ranges.
+    /// Integer key column per table (`"schema.table" = "column"`); default: a single-column
+    /// integer unique key, else any unique key over NOT NULL columns, else heap page ranges
+    /// under a consistent snapshot or the whole table in one chunk.
     #[serde(default)]
     pub keys: BTreeMap<String, String>,
 }

@@ -4,7 +4,7 @@
 
 use super::load_spec;
 use crate::job::{ChunkWork, TableWork};
-use crate::plan::{plan_export, KeyChoice};
+use crate::plan::plan_export;
 use crate::restore;
 use anyhow::{anyhow, Result};
 use protocol::spec::{ExportSpec, RestoreSpec};
@@ -39,11 +39,7 @@ async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
         plan.tables.len()
     );
     for t in &plan.tables {
-        let key = match &t.key {
-            KeyChoice::Integer { column } => format!("key {}", protocol::quote_ident(column)),
-            KeyChoice::Pages => "heap pages (no integer key)".into(),
-            KeyChoice::Whole => "whole table".into(),
-        };
+        let key = t.key.describe();
         println!(
             "  {:<40} {:>6} chunk(s)  ~{} rows  ~{} MiB  {}",
             t.table.display_name(),

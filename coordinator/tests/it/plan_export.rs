@@ -54,6 +54,31 @@ CREATE TABLE textpk (code text PRIMARY KEY, n int, k bigint NOT NULL)
 INSERT INTO textpk SELECT 'c' || g, CASE WHEN g % 10 = 0 THEN NULL ELSE g END, g
   FROM generate_series(1, 40000) g;
 
+-- Keys of other types: uuid, composite (text collated "C" first), and keys that cannot split:
+-- a unique index over a nullable column, a partial one, an expression.
+CREATE TABLE uuidpk (id uuid PRIMARY KEY, v int) WITH (autovacuum_enabled = off);
+INSERT INTO uuidpk SELECT md5(g::text)::uuid, g FROM generate_series(1, 30000) g;
+CREATE TABLE compositepk (a text COLLATE "C" NOT NULL, b int NOT NULL, v int,
+    PRIMARY KEY (a, b)) WITH (autovacuum_enabled = off);
+-- Key values that need quoting in the chunk's SQL: a quote, a backslash.
+INSERT INTO compositepk
+SELECT CASE g % 13 WHEN 0 THEN E'back\\slash' WHEN 1 THEN 'it''s' ELSE 'k' || (g % 13) END, g, g
+  FROM generate_series(1, 30000) g;
+CREATE TABLE weakkeys (a text, b text NOT NULL, c text NOT NULL) WITH (autovacuum_enabled = off);
+CREATE UNIQUE INDEX ON weakkeys (a);
+CREATE UNIQUE INDEX ON weakkeys (b) WHERE b <> '';
+CREATE UNIQUE INDEX ON weakkeys (lower(c));
+INSERT INTO weakkeys SELECT 'a' || g, 'b' || g, 'c' || g FROM generate_series(1, 30000) g;
+
+-- A partitioned table with a uuid primary key: key ranges through the parent.
+CREATE SCHEMA parts;
+CREATE TABLE parts.u (id uuid PRIMARY KEY, v int) PARTITION BY HASH (id);
+CREATE TABLE parts.u_0 PARTITION OF parts.u FOR VALUES WITH (MODULUS 2, REMAINDER 0)
+    WITH (autovacuum_enabled = off);
+CREATE TABLE parts.u_1 PARTITION OF parts.u FOR VALUES WITH (MODULUS 2, REMAINDER 1)
+    WITH (autovacuum_enabled = off);
+INSERT INTO parts.u SELECT md5(g::text)::uuid, g FROM generate_series(1, 20000) g;
+
 CREATE SCHEMA other;
 CREATE TABLE other.things (id int PRIMARY KEY) WITH (autovacuum_enabled = off);
 INSERT INTO other.things SELECT generate_series(1, 10);
@@ -128,6 +153,7 @@ async fn run_all(config: tokio_postgres::Config) {
     assert!(error < 0.01, "analyzed estimate {}", events.estimated_rows);
 
     excludes_and_other_schemas(&mut client).await;
+    unique_key_ranges(&mut client).await;
     literal_names_and_partitions(&mut client).await;
     key_overrides(&mut client).await;
     byte_targets(&mut client).await;
@@ -140,7 +166,17 @@ async fn check_everything(client: &Client, plan: &ExportPlan) {
     let names: Vec<&str> = plan.tables.iter().map(|t| t.table.name.as_str()).collect();
     assert_eq!(
         names,
-        [ODD, "empty_t", "events", "measurements", "nopk", "textpk"]
+        [
+            ODD,
+            "compositepk",
+            "empty_t",
+            "events",
+            "measurements",
+            "nopk",
+            "textpk",
+            "uuidpk",
+            "weakkeys"
+        ]
     );
     assert!(plan.tables.iter().all(|t| t.table.schema == "public"));
 
@@ -224,9 +260,35 @@ async fn check_everything(client: &Client, plan: &ExportPlan) {
     assert_eq!(empty.estimated_rows, 0);
     check_coverage(client, empty).await;
 
-    for (name, rows) in [("nopk", 30_000), ("textpk", 40_000)] {
+    // Per-chunk snapshots: page ranges would duplicate rows updated meanwhile, so a table
+    // without a usable unique key is one chunk (and the plan says why).
+    for name in ["nopk", "weakkeys"] {
         let t = table(plan, name);
-        assert_eq!(t.key, KeyChoice::Pages, "{name}");
+        assert_eq!(t.key, KeyChoice::Whole, "{name}");
+        assert_eq!(t.chunks, [ChunkRange::All], "{name}");
+        assert!(
+            plan.notes
+                .iter()
+                .any(|n| n.starts_with(&format!("public.{name}: no unique key"))),
+            "{:?}",
+            plan.notes
+        );
+    }
+    let t = table(plan, "nopk");
+    let error = t.estimated_rows.abs_diff(30_000) as f64 / 30_000.0;
+    assert!(error < 0.1, "nopk: estimated {}", t.estimated_rows);
+
+    for (name, columns, rows) in [
+        ("textpk", &["code"][..], 40_000),
+        ("uuidpk", &["id"], 30_000),
+        ("compositepk", &["a", "b"], 30_000),
+    ] {
+        let t = table(plan, name);
+        let KeyChoice::Unique { columns: key } = &t.key else {
+            panic!("{name}: {:?}", t.key);
+        };
+        let key: Vec<&str> = key.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(key, columns, "{name}");
         assert!((2..=3).contains(&t.chunks.len()), "{name}: {:?}", t.chunks);
         let error = t.estimated_rows.abs_diff(rows) as f64 / rows as f64;
         assert!(error < 0.1, "{name}: estimated {}", t.estimated_rows);
@@ -234,13 +296,73 @@ async fn check_everything(client: &Client, plan: &ExportPlan) {
     }
 }
 
+/// Small chunks on keys of other types: many ranges, balanced, every row in one of them.
+async fn unique_key_ranges(client: &mut Client) {
+    let plan = plan_ok(
+        client,
+        &spec(
+            &["textpk", "uuidpk", "compositepk"],
+            &[],
+            &[],
+            "rows_per_chunk = 1000",
+        ),
+    )
+    .await;
+    for t in &plan.tables {
+        assert!(
+            matches!(t.key, KeyChoice::Unique { .. }),
+            "{}: {:?}",
+            t.table,
+            t.key
+        );
+        assert!(
+            (25..=45).contains(&t.chunks.len()),
+            "{}: {}",
+            t.table,
+            t.chunks.len()
+        );
+        let counts = check_coverage(client, t).await;
+        let ideal = t.estimated_rows as f64 / counts.len() as f64;
+        let worst = counts
+            .iter()
+            .map(|&c| (c as f64 - ideal).abs() / ideal)
+            .fold(0.0, f64::max);
+        println!(
+            "{}: {} chunks, worst deviation {:.0}%",
+            t.table,
+            counts.len(),
+            worst * 100.0
+        );
+        assert!(worst < 0.8, "{}: unbalanced {counts:?}", t.table);
+    }
+    let plan = plan_ok(
+        client,
+        &spec(&["parts.*"], &[], &[], "rows_per_chunk = 2000"),
+    )
+    .await;
+    let names: Vec<String> = plan.tables.iter().map(|t| t.table.display_name()).collect();
+    assert_eq!(names, ["parts.u"]);
+    let u = &plan.tables[0];
+    assert!(matches!(u.key, KeyChoice::Unique { .. }), "{:?}", u.key);
+    assert!(!u.own_rows_only);
+    assert!((8..=12).contains(&u.chunks.len()), "{:?}", u.chunks.len());
+    assert_eq!(check_coverage(client, u).await.iter().sum::<u64>(), 20_000);
+}
+
 async fn excludes_and_other_schemas(client: &mut Client) {
-    let s = spec(
+    let s = consistent(spec(
         &["public.*", "other.*"],
-        &["measurements*", "events"],
+        &[
+            "measurements*",
+            "events",
+            "textpk",
+            "uuidpk",
+            "compositepk",
+            "weakkeys",
+        ],
         &[],
         "rows_per_chunk = 1000",
-    );
+    ));
     let plan = plan_ok(client, &s).await;
     let names: Vec<String> = plan.tables.iter().map(|t| t.table.display_name()).collect();
     assert_eq!(
@@ -250,12 +372,12 @@ async fn excludes_and_other_schemas(client: &mut Client) {
             format!("public.{ODD}"),
             "public.empty_t".into(),
             "public.nopk".into(),
-            "public.textpk".into(),
         ]
     );
     assert!(plan.notes.iter().all(|n| !n.contains("skipped partition")));
-    // Small chunks: many page ranges, still covering every row once.
+    // Small chunks under one consistent snapshot: many page ranges, every row once.
     let nopk = table(&plan, "nopk");
+    assert_eq!(nopk.key, KeyChoice::Pages);
     assert!(
         (25..=35).contains(&nopk.chunks.len()),
         "{:?}",
@@ -486,6 +608,13 @@ fn spec(include: &[&str], exclude: &[&str], keys: &[(&str, &str)], chunking: &st
         Ok(other) => panic!("expected an export spec, got {}", other.kind()),
         Err(e) => panic!("bad test spec: {e}\n{text}"),
     }
+}
+
+/// The same spec with `source.snapshot = "consistent"`.
+fn consistent(spec: ExportSpec) -> ExportSpec {
+    let mut spec = spec;
+    spec.source.snapshot = protocol::SnapshotMode::Consistent;
+    spec
 }
 
 /// A TOML literal string (no escapes), so `"Odd ""Name"" Table"` stays as written.
