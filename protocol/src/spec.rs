@@ -719,6 +719,30 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `host:port` of a URL, for errors that say which server was tried: no user, no password,
+/// no path. Ports missing from the URL are the scheme's (amqp 5672, amqps 5671, PostgreSQL
+/// 5432, http 80, https 443).
+pub fn url_endpoint(url: &str) -> String {
+    let Ok(u) = url::Url::parse(url) else {
+        return "<unparseable url>".into();
+    };
+    let port = u.port_or_known_default().or(match u.scheme() {
+        "amqp" => Some(5672),
+        "amqps" => Some(5671),
+        "postgres" | "postgresql" => Some(5432),
+        _ => None,
+    });
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => "?".into(),
+    };
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -823,5 +847,21 @@ mod example_tests {
         assert_eq!(r.policy.non_empty, super::NonEmptyPolicy::Fail);
         assert!(r.policy.reset_sequences);
         assert!(!r.target.conn().read_only);
+    }
+
+    #[test]
+    fn url_endpoint_is_host_and_port_only() {
+        use super::url_endpoint;
+        assert_eq!(
+            url_endpoint("amqp://guest:secret@mq.example/%2f"),
+            "mq.example:5672"
+        );
+        assert_eq!(
+            url_endpoint("amqps://u:p@b-1.mq.aws:5671"),
+            "b-1.mq.aws:5671"
+        );
+        assert_eq!(url_endpoint("amqp://u:p@127.0.0.1:1/%2f"), "127.0.0.1:1");
+        assert_eq!(url_endpoint("postgresql://u:p@[::1]/db"), "[::1]:5432");
+        assert_eq!(url_endpoint("not a url"), "<unparseable url>");
     }
 }
