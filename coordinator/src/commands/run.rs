@@ -53,7 +53,7 @@ pub async fn run(path: &Path, workers: usize) -> Result<ExitCode> {
             };
             for (i, t) in job.tables.iter().enumerate() {
                 if let crate::job::TableWork::Restore(r) = &t.work {
-                    println!(
+                    crate::outln!(
                         "  {:<40} {:>12} rows loaded, {:>12} in the export",
                         r.table.display_name(),
                         job.table_rows(i as u32),
@@ -61,7 +61,7 @@ pub async fn run(path: &Path, workers: usize) -> Result<ExitCode> {
                     );
                 }
             }
-            println!(
+            crate::outln!(
                 "job {id} succeeded: {} table(s), {} chunk(s), {} rows, {} bytes → {destination}",
                 job.tables.len(),
                 job.chunks.len(),
@@ -71,7 +71,7 @@ pub async fn run(path: &Path, workers: usize) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         _ => {
-            eprintln!(
+            crate::errln!(
                 "job {id} {}: {}",
                 job.state.as_str(),
                 job.error.as_deref().unwrap_or("no reason recorded")

@@ -378,6 +378,7 @@ async fn tls_fleet_over_amqps() -> anyhow::Result<()> {
         .env("PGFLEET_AMQP_URL", &url)
         .env("PGFLEET_AMQP_CA_FILE", &certs.ca);
     let coordinator = Proc::spawn("coordinator-amqps", serve);
+    pgfleet_tests::procs::wait_for_state_schema(&state.url, &coordinator);
     let mut work = Fleet::worker_cmd(&namespace, 2, 0);
     work.env("PGFLEET_AMQP_URL", &url)
         .arg("--amqp-ca-file")
