@@ -921,7 +921,7 @@ mod tests {
         let err = connect(&config, &tls).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TLS: the server does not support TLS but sslmode=require"
+            format!("127.0.0.1:{port}: TLS: the server does not support TLS but sslmode=require")
         );
         let tls = resolve(Some("verify-full"), Some("system"), &[])
             .unwrap()
