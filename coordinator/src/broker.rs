@@ -122,7 +122,14 @@ async fn session(
     inbound: &mpsc::Sender<Inbound>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let conn = amqp::connect(url, "pgfleet-coordinator").await?;
+    let conn = amqp::connect(url, "pgfleet-coordinator")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "connecting to RabbitMQ at {}: {e}",
+                protocol::spec::url_endpoint(url)
+            )
+        })?;
     let consume = conn.create_channel().await?;
     amqp::declare_topology(&consume, topology).await?;
     consume.basic_qos(64, Default::default()).await?;

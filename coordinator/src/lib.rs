@@ -8,6 +8,7 @@ pub mod commands;
 pub mod engine;
 pub mod job;
 pub mod metrics;
+pub mod output;
 pub mod plan;
 pub mod queue_stats;
 pub mod rabbitmq_api;

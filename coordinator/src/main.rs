@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 struct StateArgs {
-    /// PostgreSQL URL of the coordinator's state database (created if missing).
+    /// PostgreSQL URL of the coordinator's state database (`serve` creates it if missing).
     #[arg(
         long,
         env = "PGFLEET_STATE_URL",
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(run()),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            logging::fatal(&format!("cannot start the async runtime: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -179,7 +179,7 @@ async fn run() -> ExitCode {
             let metrics_access = match metrics_auth.access(metrics_addr) {
                 Ok(a) => a,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::fatal(&e.to_string());
                     return ExitCode::from(2);
                 }
             };
@@ -190,7 +190,7 @@ async fn run() -> ExitCode {
             let mut ca_pem = None;
             if let Some(path) = &amqp_ca_file {
                 if let Err(e) = worker::amqp::set_ca_file(path) {
-                    eprintln!("error: --amqp-ca-file: {e}");
+                    logging::fatal(&format!("--amqp-ca-file: {e}"));
                     return ExitCode::from(2);
                 }
                 ca_pem = worker::amqp::read_ca_file(path).ok();
@@ -204,7 +204,7 @@ async fn run() -> ExitCode {
             {
                 Ok(api) => api,
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    logging::fatal(&format!("{e:#}"));
                     return ExitCode::from(2);
                 }
             };
@@ -245,7 +245,7 @@ async fn run() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logging::fatal(&format!("{e:#}"));
             ExitCode::FAILURE
         }
     }

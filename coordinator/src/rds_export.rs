@@ -12,7 +12,7 @@
 //! Every key here is relative to the export root. Folder names replace `\` `` ` `` `"` and space
 //! with `_` as AWS does (and `/`, which AWS never meets because it skips such tables), so they
 //! are not identifiers: readers map folders to tables through the metadata.
-//! The metadata shapes follow the reference in `shared/reference/rds-export-format.md`; AWS does
+//! The metadata shapes follow the reference in `docs/rds-export-format.md`; AWS does
 //! not document them, so field names follow parsers of real exports.
 
 use protocol::{ColumnType, ObjectLocation, QualifiedName};

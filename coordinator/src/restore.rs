@@ -26,11 +26,7 @@ pub struct RestorePlan {
 
 /// Connect to the target (writable, unlike export sources).
 pub async fn connect(spec: &RestoreSpec) -> Result<tokio_postgres::Client> {
-    let (cfg, tls) = worker::pg::pg_config(&spec.target.conn()).map_err(|e| anyhow!(e.message))?;
-    let client = worker::pg::connect(&cfg, &tls)
-        .await
-        .map_err(|e| anyhow!("connecting to the target: {e}"))?;
-    Ok(client)
+    target_changes::connect(&spec.target.conn()).await
 }
 
 struct Selected<'a> {

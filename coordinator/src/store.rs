@@ -147,14 +147,12 @@ fn pg_config(url: &str) -> Result<(tokio_postgres::Config, PgTls)> {
 }
 
 impl PgStore {
-    /// Connect, creating the database (if the server allows) and the schema when missing.
+    /// For `serve`: connect, creating the database (if the server allows) and the schema when
+    /// missing.
     pub async fn connect(url: &str) -> Result<Self> {
         let (cfg, tls) = pg_config(url)?;
         if let Err(e) = worker::pg::connect(&cfg, &tls).await {
-            let missing_db = e.db_error().is_some_and(|d| {
-                d.code() == &tokio_postgres::error::SqlState::INVALID_CATALOG_NAME
-            });
-            if !missing_db {
+            if !is_missing_database(&e) {
                 bail!(
                     "cannot connect to the state database {}: {e}. Set --state-url / PGFLEET_STATE_URL",
                     redact_url(url),
@@ -162,6 +160,42 @@ impl PgStore {
             }
             create_database(&cfg, &tls).await?;
         }
+        let store = Self::pooled(cfg, tls)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// For `submit`, `status` and `cancel`: a state database `serve` has set up. Creates
+    /// nothing, so a mistyped `--state-url` is an error, not a new empty database.
+    pub async fn open(url: &str) -> Result<Self> {
+        let (cfg, tls) = pg_config(url)?;
+        let shown = redact_url(url);
+        let client = match worker::pg::connect(&cfg, &tls).await {
+            Ok(c) => c,
+            Err(e) if is_missing_database(&e) => bail!(
+                "the state database {shown} does not exist. `coordinator serve` creates it when it \
+                 starts: start it once with this --state-url, or check --state-url / PGFLEET_STATE_URL"
+            ),
+            Err(e) => bail!(
+                "cannot connect to the state database {shown}: {e}. Set --state-url / PGFLEET_STATE_URL"
+            ),
+        };
+        let has_schema: bool = client
+            .query_one("SELECT to_regclass('pgfleet.jobs') IS NOT NULL", &[])
+            .await
+            .with_context(|| format!("reading the state database {shown}"))?
+            .get(0);
+        if !has_schema {
+            bail!(
+                "the state database {shown} has no pgfleet schema. `coordinator serve` creates it \
+                 when it starts: start it once with this --state-url, or check --state-url / \
+                 PGFLEET_STATE_URL"
+            );
+        }
+        Self::pooled(cfg, tls)
+    }
+
+    fn pooled(cfg: tokio_postgres::Config, tls: PgTls) -> Result<Self> {
         let listen_config = (cfg.clone(), tls.clone());
         let manager = worker::pg::pool_manager(
             cfg,
@@ -174,12 +208,10 @@ impl PgStore {
             .max_size(4)
             .build()
             .context("building the state database pool")?;
-        let store = Self {
+        Ok(Self {
             pool,
             listen_config,
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -703,6 +735,11 @@ async fn create_database(cfg: &tokio_postgres::Config, tls: &PgTls) -> Result<()
             db_message(&e)
         )),
     }
+}
+
+fn is_missing_database(e: &worker::pg::ConnectError) -> bool {
+    e.db_error()
+        .is_some_and(|d| d.code() == &tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
 }
 
 /// The server's own message when there is one (tokio-postgres' Display says only "db error").

@@ -82,6 +82,11 @@ for i in $(seq 1 "$WORKERS"); do
     pids+=($!)
     wpids+=($!)
 done
+# `submit` needs the state schema, which serve creates as it starts (submit never does).
+for _ in $(seq 1 300); do
+    "$BIN/coordinator" status --state-url "$state_url" >/dev/null 2>&1 && break
+    sleep 0.1
+done
 sleep 1
 t0=$(date +%s.%N)
 "$BIN/coordinator" submit "$work/export.toml" --wait --state-url "$state_url" >/dev/null

@@ -68,6 +68,12 @@ for i in $(seq 1 "$WORKERS"); do
     pids+=($!)
 done
 
+# `submit` needs the state schema, which serve creates as it starts (submit never does).
+for _ in $(seq 1 300); do
+    "$BIN/coordinator" status --state-url "$state_url" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
 root="s3://$bucket/exports/bench-export/"
 cat >"$work/export.toml" <<TOML
 kind = "export"

@@ -82,6 +82,11 @@ for i in 1 2; do
     PGFLEET_NAMESPACE=$ns "$BIN/worker" --concurrency 1 --name "demo$i" --metrics-addr 127.0.0.1:0 >"$DEMO_DIR/worker$i.log" 2>&1 &
     pids+=($!)
 done
+# `submit` needs the state schema, which serve creates as it starts (submit never does).
+for _ in $(seq 1 300); do
+    "$BIN/coordinator" status --state-url "$state_url" >/dev/null 2>&1 && break
+    sleep 0.1
+done
 job=$("$BIN/coordinator" submit "$DEMO_DIR/export-s3.toml" --wait --state-url "$state_url")
 echo
 "$BIN/coordinator" status "$job" --state-url "$state_url"

@@ -720,6 +720,30 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `host:port` of a URL, for errors that say which server was tried: no user, no password,
+/// no path. Ports missing from the URL are the scheme's (amqp 5672, amqps 5671, PostgreSQL
+/// 5432, http 80, https 443).
+pub fn url_endpoint(url: &str) -> String {
+    let Ok(u) = url::Url::parse(url) else {
+        return "<unparseable url>".into();
+    };
+    let port = u.port_or_known_default().or(match u.scheme() {
+        "amqp" => Some(5672),
+        "amqps" => Some(5671),
+        "postgres" | "postgresql" => Some(5432),
+        _ => None,
+    });
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => "?".into(),
+    };
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -824,5 +848,93 @@ mod example_tests {
         assert_eq!(r.policy.non_empty, super::NonEmptyPolicy::Fail);
         assert!(r.policy.reset_sequences);
         assert!(!r.target.conn().read_only);
+    }
+
+    /// The first export spec in the README, the one users copy.
+    fn readme_export_spec() -> &'static str {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Export: a job spec").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let len = section[start..].find("```").unwrap();
+        &section[start..start + len]
+    }
+
+    /// Copied as is, a shipped spec must not alter data or skip TLS checks; the prefix
+    /// transform stays one uncomment away, and still works once uncommented.
+    #[test]
+    fn specs_users_copy_are_safe_and_the_prefix_is_one_uncomment_away() {
+        let shipped = [
+            (
+                "deploy/examples/export.toml",
+                include_str!("../../deploy/examples/export.toml"),
+            ),
+            ("README.md", readme_export_spec()),
+        ];
+        for (name, text) in shipped {
+            let super::JobSpec::Export(e) = super::JobSpec::from_toml(text).unwrap() else {
+                panic!("{name}: export spec expected")
+            };
+            assert!(e.transforms.is_empty(), "{name}: an active transform");
+            let url = e.source.url.as_deref().unwrap_or_default();
+            assert!(url.contains("sslmode=verify-full"), "{name}: {url}");
+            assert!(!text.contains("sslmode=disable"), "{name}");
+
+            let block = "# [[transform]]\n# columns = \"*\"\n# prefix = \"x-\"\n";
+            assert!(
+                text.contains(block),
+                "{name}: the commented prefix transform"
+            );
+            let uncommented = text.replace(block, &block.replace("# ", ""));
+            let super::JobSpec::Export(e) = super::JobSpec::from_toml(&uncommented).unwrap() else {
+                panic!("{name}: export spec expected")
+            };
+            assert_eq!(e.transforms.len(), 1, "{name}: {uncommented}");
+            let t = e.transform_for("any_column");
+            assert!(
+                matches!(&t, Some(super::Transform::Prefix { value }) if value == "x-"),
+                "{name}: {t:?}"
+            );
+        }
+    }
+
+    /// The documented `gzip_level` range is the one the spec accepts.
+    #[test]
+    fn gzip_level_range_matches_the_docs() {
+        let example = include_str!("../../deploy/examples/export.toml");
+        assert!(example.contains("gzip_level = 0..9, default 6"));
+        assert!(include_str!("../../README.md").contains("`gzip_level` 0–9 (6)"));
+        let with = |level: u32| {
+            example.replace(
+                "format = \"csv\"",
+                &format!("format = \"csv.gz\"\ngzip_level = {level}"),
+            )
+        };
+        for ok in [0, 9] {
+            super::JobSpec::from_toml(&with(ok)).unwrap();
+        }
+        assert!(super::JobSpec::from_toml(&with(10)).is_err());
+        let super::JobSpec::Export(e) =
+            super::JobSpec::from_toml(&example.replace("format = \"csv\"", "format = \"csv.gz\""))
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(e.output.gzip_level, 6);
+    }
+
+    #[test]
+    fn url_endpoint_is_host_and_port_only() {
+        use super::url_endpoint;
+        assert_eq!(
+            url_endpoint("amqp://guest:secret@mq.example/%2f"),
+            "mq.example:5672"
+        );
+        assert_eq!(
+            url_endpoint("amqps://u:p@b-1.mq.aws:5671"),
+            "b-1.mq.aws:5671"
+        );
+        assert_eq!(url_endpoint("amqp://u:p@127.0.0.1:1/%2f"), "127.0.0.1:1");
+        assert_eq!(url_endpoint("postgresql://u:p@[::1]/db"), "[::1]:5432");
+        assert_eq!(url_endpoint("not a url"), "<unparseable url>");
     }
 }

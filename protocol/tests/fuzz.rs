@@ -23,6 +23,16 @@ use serde_json::{json, Value};
 const EXPORT_TOML: &str = include_str!("../../deploy/examples/export.toml");
 const RESTORE_TOML: &str = include_str!("../../deploy/examples/restore.toml");
 
+/// The example with its documented, commented-out prefix transform switched on.
+fn export_toml_with_prefix() -> String {
+    let block = "# [[transform]]\n# columns = \"*\"\n# prefix = \"x-\"\n";
+    assert!(
+        EXPORT_TOML.contains(block),
+        "the example's prefix transform"
+    );
+    EXPORT_TOML.replace(block, &block.replace("# ", ""))
+}
+
 fn config(default_cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
@@ -410,10 +420,12 @@ fn spec_errors_name_the_problem() {
         e.contains("unknown field `max_inflight`") && e.starts_with("line 13, "),
         "{e}"
     );
-    let e = with("columns = \"*\"", "columns = 5");
+    let prefixed = export_toml_with_prefix();
+    let e =
+        JobSpec::from_toml(&prefixed.replacen("columns = \"*\"", "columns = 5", 1)).unwrap_err();
     assert_eq!(
         e,
-        "line 35, column 11: invalid type: integer `5`, expected \"*\" or a list of column names"
+        "line 36, column 11: invalid type: integer `5`, expected \"*\" or a list of column names"
     );
     let e = with("snapshot = \"per-chunk\"", "snapshot = \"a\\nb\"");
     assert!(e.contains("unknown variant `a\\nb`"), "{e}");
@@ -521,7 +533,7 @@ proptest! {
         prefix in any::<String>(),
         include in proptest::collection::vec("[a-z_]{1,10}\\.[a-z_*?]{1,10}", 1..4),
     ) {
-        let Some(JobSpec::Export(mut e)) = spec(EXPORT_TOML) else { unreachable!() };
+        let Some(JobSpec::Export(mut e)) = spec(&export_toml_with_prefix()) else { unreachable!() };
         prop_assume!(!name.trim().is_empty());
         e.name = name;
         e.source.max_in_flight = max_in_flight;

@@ -129,6 +129,7 @@ impl Fleet {
         crate::set_aws_env();
         let namespace = crate::unique("pgfleet-test-");
         let coordinator = Proc::spawn("coordinator", Self::serve_cmd(state_url, &namespace));
+        wait_for_state_schema(state_url, &coordinator);
         let workers = (0..workers)
             .map(|i| {
                 Proc::spawn(
@@ -232,6 +233,29 @@ impl Drop for Fleet {
             w.kill();
         }
         self.delete_topology();
+    }
+}
+
+/// Wait until `serve` has created its state schema: `submit`, `status` and `cancel` need it
+/// and, unlike `serve`, never create it.
+pub fn wait_for_state_schema(state_url: &str, serve: &Proc) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = Command::new(crate::bin("coordinator"))
+            .args(["status", "--json"])
+            .env("PGFLEET_STATE_URL", state_url)
+            .output()
+            .expect("run coordinator status");
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`coordinator serve` did not set up the state database within 60 s: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            serve.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

@@ -1,5 +1,5 @@
 //! A builder of AWS RDS / Aurora snapshot-export fixtures (GZIP Parquet plus the metadata JSON),
-//! able to produce every variant of `shared/reference/rds-export-format.md`: several batch
+//! able to produce every variant of `docs/rds-export-format.md`: several batch
 //! folders, partition batch folders, the older flat layout, split tables-info files, AWS warning
 //! entries, empty tables (a batch folder with only `_SUCCESS`, or no folder at all),
 //! `_`-substituted folder names, part-number gaps, missing `_SUCCESS`, corrupt Parquet files,

@@ -73,7 +73,13 @@ async fn session(
         &cfg.amqp_url,
         &format!("pgfleet-worker {}", ctx.worker_name()),
     )
-    .await?;
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "connecting to RabbitMQ at {}: {e}",
+            protocol::spec::url_endpoint(&cfg.amqp_url)
+        )
+    })?;
     let consume_channel = conn.create_channel().await?;
     amqp::declare_topology(&consume_channel, &cfg.topology).await?;
     consume_channel

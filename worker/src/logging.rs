@@ -1,6 +1,10 @@
 //! Logging setup shared by both binaries: human-readable on a terminal, JSON when asked.
 
+use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
+
+/// The format [`init`] set up, for [`fatal`].
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -10,6 +14,7 @@ pub enum LogFormat {
 
 /// `RUST_LOG` overrides the default level (info).
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,lapin=warn"));
     // Colours only on a terminal: journald, `docker logs` and files get plain text.
@@ -21,6 +26,20 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// Report the error that ends the process: `error: …` on stderr, or with `--log-format json`
+/// one JSON log line like every other, so log pipelines see why the process stopped. Never
+/// panics (a closed stderr loses the message).
+pub fn fatal(message: &str) {
+    // Through the JSON formatter, with timestamp and level as the other lines have; plain
+    // text when a filter (`RUST_LOG=off`) would swallow it.
+    if FORMAT.get() == Some(&LogFormat::Json) && tracing::enabled!(tracing::Level::ERROR) {
+        tracing::error!(fatal = true, "{message}");
+    } else {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "error: {message}");
+    }
 }
 
 /// A stable, non-secret name for this process: `host-pid`.

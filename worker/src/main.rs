@@ -56,7 +56,7 @@ fn main() -> std::process::ExitCode {
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(run()),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            logging::fatal(&format!("cannot start the async runtime: {e}"));
             std::process::ExitCode::FAILURE
         }
     }
@@ -66,26 +66,26 @@ async fn run() -> std::process::ExitCode {
     let args = Args::parse();
     logging::init(args.log_format);
     if args.concurrency == 0 {
-        eprintln!("error: --concurrency must be at least 1");
+        logging::fatal("--concurrency must be at least 1");
         return std::process::ExitCode::from(2);
     }
     let topology = match protocol::topology::Topology::new(&args.namespace) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: --namespace {e}");
+            logging::fatal(&format!("--namespace {e}"));
             return std::process::ExitCode::from(2);
         }
     };
     let metrics_access = match args.metrics_auth.access(args.metrics_addr) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::fatal(&e.to_string());
             return std::process::ExitCode::from(2);
         }
     };
     if let Some(path) = &args.amqp_ca_file {
         if let Err(e) = worker::amqp::set_ca_file(path) {
-            eprintln!("error: --amqp-ca-file: {e}");
+            logging::fatal(&format!("--amqp-ca-file: {e}"));
             return std::process::ExitCode::from(2);
         }
     }
@@ -94,10 +94,10 @@ async fn run() -> std::process::ExitCode {
     match worker::http::spawn_with_access(args.metrics_addr, ready.clone(), metrics_access).await {
         Ok(addr) => tracing::info!(%addr, "serving /metrics, /healthz, /readyz"),
         Err(e) => {
-            eprintln!(
-                "error: cannot listen on {} for metrics: {e}",
+            logging::fatal(&format!(
+                "cannot listen on {} for metrics: {e}",
                 args.metrics_addr
-            );
+            ));
             return std::process::ExitCode::from(2);
         }
     }

@@ -29,18 +29,18 @@ async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
     let plan = plan_export(&client, spec).await?;
     client.batch_execute("COMMIT").await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(ExitCode::SUCCESS);
     }
     let location = spec.output.location().map_err(|e| anyhow!(e))?;
-    println!(
+    crate::outln!(
         "export {:?}: {} table(s) → {location}",
         spec.name,
         plan.tables.len()
     );
     for t in &plan.tables {
         let key = t.key.describe();
-        println!(
+        crate::outln!(
             "  {:<40} {:>6} chunk(s)  ~{} rows  ~{} MiB  {}",
             t.table.display_name(),
             t.chunks.len(),
@@ -50,7 +50,7 @@ async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
         );
     }
     for n in &plan.notes {
-        println!("  note: {n}");
+        crate::outln!("  note: {n}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -76,7 +76,7 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
                 TableWork::Export(_) => None,
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "ok": ok,
@@ -93,7 +93,7 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    println!(
+    crate::outln!(
         "restore {:?}: {} table(s) from {} (database {:?})",
         spec.name,
         job.tables.len(),
@@ -102,7 +102,7 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
     );
     let st = job.restore.clone().unwrap_or_default();
     for (w, members) in st.waves.iter().enumerate() {
-        println!("wave {}:", w + 1);
+        crate::outln!("wave {}:", w + 1);
         for &t in members {
             let table = &job.tables[t as usize];
             let TableWork::Restore(r) = &table.work else {
@@ -115,7 +115,7 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
                     ChunkWork::Export(_) => None,
                 })
                 .collect();
-            println!(
+            crate::outln!(
                 "  {:<40} {:>10} rows  {:>4} file(s)  {:>4} task(s)",
                 r.table.display_name(),
                 r.expected_rows,
@@ -125,32 +125,32 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
         }
     }
     if !st.dropped_indexes.is_empty() {
-        println!(
+        crate::outln!(
             "  {} secondary index(es) dropped during the load and rebuilt after",
             st.dropped_indexes.len()
         );
     }
     if !st.sequences.is_empty() {
-        println!(
+        crate::outln!(
             "  {} sequence(s) set past the loaded maxima at the end",
             st.sequences.len()
         );
     }
     for n in &job.notes {
-        println!("note: {n}");
+        crate::outln!("note: {n}");
     }
     for w in &plan.warnings {
-        println!("warning: {w}");
+        crate::outln!("warning: {w}");
     }
     for p in &plan.problems {
-        println!("problem: {p}");
+        crate::outln!("problem: {p}");
     }
     if ok {
-        println!("no problems found");
+        crate::outln!("no problems found");
         Ok(ExitCode::SUCCESS)
     } else {
         // The problems are the report (stdout); the verdict goes where errors go.
-        eprintln!(
+        crate::errln!(
             "error: {} problem(s): a restore would stop before loading anything",
             plan.problems.len()
         );

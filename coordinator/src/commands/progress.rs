@@ -46,7 +46,7 @@ impl Progress {
                 bar.set_message(msg);
             }
             None if self.last_line.elapsed() >= Duration::from_secs(5) => {
-                eprintln!("progress: {done}/{total} chunks, {msg}");
+                crate::errln!("progress: {done}/{total} chunks, {msg}");
                 self.last_line = Instant::now();
             }
             None => {}

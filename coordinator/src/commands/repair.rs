@@ -33,13 +33,13 @@ pub async fn run(spec: Option<&Path>, target: Option<&str>, dry_run: bool) -> Re
     let pending = target_changes::pending(&client, None).await?;
     drop(client);
     if pending.is_empty() {
-        println!("nothing pending: no restore left a change in this target");
+        crate::outln!("nothing pending: no restore left a change in this target");
         return Ok(ExitCode::SUCCESS);
     }
     if dry_run {
-        println!("{} change(s) pending:", pending.len());
+        crate::outln!("{} change(s) pending:", pending.len());
         for c in &pending {
-            println!(
+            crate::outln!(
                 "  {} ({}, job {})",
                 c.describe(),
                 if c.not_valid {
@@ -53,7 +53,7 @@ pub async fn run(spec: Option<&Path>, target: Option<&str>, dry_run: bool) -> Re
         return Ok(ExitCode::FAILURE);
     }
     let report = target_changes::repair(&conn, sessions.clamp(1, 8), false).await?;
-    println!("{}", report.summary());
+    crate::outln!("{}", report.summary());
     Ok(if report.pending.is_empty() {
         ExitCode::SUCCESS
     } else {

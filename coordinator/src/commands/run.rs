@@ -82,7 +82,7 @@ pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<
             };
             for (i, t) in job.tables.iter().enumerate() {
                 if let crate::job::TableWork::Restore(r) = &t.work {
-                    println!(
+                    crate::outln!(
                         "  {:<40} {:>12} rows loaded, {:>12} in the export",
                         r.table.display_name(),
                         job.table_rows(i as u32),
@@ -90,7 +90,7 @@ pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<
                     );
                 }
             }
-            println!(
+            crate::outln!(
                 "job {id} succeeded: {} table(s), {} chunk(s), {} rows, {} bytes → {destination}",
                 job.tables.len(),
                 job.chunks.len(),
@@ -100,13 +100,13 @@ pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<
             Ok(ExitCode::SUCCESS)
         }
         _ => {
-            eprintln!(
+            crate::errln!(
                 "job {id} {}: {}",
                 job.state.as_str(),
                 job.error.as_deref().unwrap_or("no reason recorded")
             );
             if job.restore.is_some() {
-                eprintln!("{}", undo_summary(&engine, job));
+                crate::errln!("{}", undo_summary(&engine, job));
             }
             Ok(ExitCode::FAILURE)
         }
@@ -124,7 +124,7 @@ async fn stop(
     signal: Signal,
     stop_timeout: Duration,
 ) -> Result<ExitCode> {
-    eprintln!(
+    crate::errln!(
         "{}: stopping job {id}: no new pieces start; waiting up to {} s for the running ones (a second signal exits at once)",
         signal.name(),
         stop_timeout.as_secs()
@@ -134,7 +134,7 @@ async fn stop(
         s = signals.next() => return Ok(exit_now(id, s)),
     };
     if aborted > 0 {
-        eprintln!("{aborted} running piece(s) aborted (rolled back; a re-run does them again)");
+        crate::errln!("{aborted} running piece(s) aborted (rolled back; a re-run does them again)");
     }
     while let Ok(r) = results.try_recv() {
         engine.on_result(&r).await?;
@@ -153,7 +153,7 @@ async fn stop(
                 s = signals.next() => return Ok(exit_now(id, s)),
             };
             if let Err(e) = pumped {
-                eprintln!("putting the target back, attempt {attempt}: {e:#}");
+                crate::errln!("putting the target back, attempt {attempt}: {e:#}");
             }
             if engine.undo_report(id).is_some() {
                 break;
@@ -162,7 +162,7 @@ async fn stop(
         }
     }
     let job = engine.job(id).expect("job present");
-    eprintln!(
+    crate::errln!(
         "job {id} interrupted by {} after {} of {} piece(s) ({} rows); {}",
         signal.name(),
         c.done,
@@ -175,7 +175,7 @@ async fn stop(
         }
     );
     if job.restore.is_some() {
-        eprintln!("{}", undo_summary(engine, job));
+        crate::errln!("{}", undo_summary(engine, job));
     }
     Ok(signal.exit_code())
 }
@@ -189,7 +189,7 @@ fn undo_summary(engine: &Engine, job: &JobRun) -> String {
 }
 
 fn exit_now(id: &str, s: Signal) -> ExitCode {
-    eprintln!(
+    crate::errln!(
         "{} again: exiting now; whatever job {id} dropped in a restore target is recorded there (pgfleet_restore.pending_changes): `coordinator repair` or the next restore into it puts it back",
         s.name()
     );

@@ -5,7 +5,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitCode> {
-    let store = PgStore::connect(state_url).await?;
+    let store = PgStore::open(state_url).await?;
     match job {
         None => {
             let jobs = store.list_jobs(50).await?;
@@ -15,7 +15,7 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
                     .iter()
                     .map(|(r, p)| serde_json::json!({"reason": r, "preview": p}))
                     .collect();
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(
                         &serde_json::json!({"jobs": jobs, "unparseable_dead_letters": orphans})
@@ -23,12 +23,18 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            crate::outln!(
                 "{:<14} {:<20} {:<11} {:>13} {:>8} {:>12} {:>10}",
-                "JOB", "NAME", "STATE", "CHUNKS", "FAILED", "ROWS", "MIB"
+                "JOB",
+                "NAME",
+                "STATE",
+                "CHUNKS",
+                "FAILED",
+                "ROWS",
+                "MIB"
             );
             for j in &jobs {
-                println!(
+                crate::outln!(
                     "{:<14} {:<20} {:<11} {:>13} {:>8} {:>12} {:>10.1}",
                     j.id,
                     truncate(&j.name, 20),
@@ -40,12 +46,12 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
                 );
             }
             if !orphans.is_empty() {
-                println!(
+                crate::outln!(
                     "\n{} unreadable message(s) in the dead-letter queue history:",
                     orphans.len()
                 );
                 for (reason, preview) in &orphans {
-                    println!("  [{reason}] {}", truncate(preview, 100));
+                    crate::outln!("  [{reason}] {}", truncate(preview, 100));
                 }
             }
         }
@@ -55,17 +61,17 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
             };
             let tables = store.table_summaries(id).await?;
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({"job": s, "tables": tables}))?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("job {} ({}) {}: {}", s.id, s.name, s.kind, s.state);
+            crate::outln!("job {} ({}) {}: {}", s.id, s.name, s.kind, s.state);
             if let Some(e) = &s.error {
-                println!("error: {e}");
+                crate::outln!("error: {e}");
             }
-            println!(
+            crate::outln!(
                 "chunks: {} done, {} in flight, {} failed, {} total; {} rows, {:.1} MiB",
                 s.chunks_done,
                 s.chunks_queued,
@@ -75,20 +81,27 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
                 s.bytes as f64 / 1048576.0
             );
             if s.dead_letters > 0 || s.duplicate_results > 0 {
-                println!(
+                crate::outln!(
                     "dead letters: {}, duplicate/stale results ignored: {}",
-                    s.dead_letters, s.duplicate_results
+                    s.dead_letters,
+                    s.duplicate_results
                 );
             }
             for n in &s.notes {
-                println!("note: {n}");
+                crate::outln!("note: {n}");
             }
-            println!(
+            crate::outln!(
                 "\n{:<40} {:>9} {:>9} {:>7} {:>12} {:>12} {:>10}",
-                "TABLE", "DONE", "IN FLIGHT", "FAILED", "ROWS", "EXPECTED", "MIB"
+                "TABLE",
+                "DONE",
+                "IN FLIGHT",
+                "FAILED",
+                "ROWS",
+                "EXPECTED",
+                "MIB"
             );
             for t in &tables {
-                println!(
+                crate::outln!(
                     "{:<40} {:>9} {:>9} {:>7} {:>12} {:>12} {:>10.1}",
                     truncate(&t.table, 40),
                     format!("{}/{}", t.chunks_done, t.chunks_total),
@@ -102,7 +115,7 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
                 );
                 if t.chunks_failed > 0 {
                     if let Some(e) = &t.last_error {
-                        println!("    last error: {e}");
+                        crate::outln!("    last error: {e}");
                     }
                 }
             }
@@ -112,9 +125,9 @@ pub async fn run(job: Option<&str>, json: bool, state_url: &str) -> Result<ExitC
 }
 
 pub async fn cancel(job: &str, state_url: &str) -> Result<ExitCode> {
-    let store = PgStore::connect(state_url).await?;
+    let store = PgStore::open(state_url).await?;
     let state = store.request_cancel(job).await?;
-    println!("job {job}: {state}");
+    crate::outln!("job {job}: {state}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 pub async fn run(path: &Path, wait: bool, state_url: &str) -> Result<ExitCode> {
     let spec = load_spec(path)?;
-    let store = PgStore::connect(state_url).await?;
+    let store = PgStore::open(state_url).await?;
     let id = new_job_id();
     store.submit(&id, &spec).await?;
-    println!("{id}");
+    crate::outln!("{id}");
     if !store.serve_running().await? {
-        eprintln!("warning: no `coordinator serve` is running against this state database; the job waits until one starts");
+        crate::errln!("warning: no `coordinator serve` is running against this state database; the job waits until one starts");
     }
     if !wait {
         return Ok(ExitCode::SUCCESS);
@@ -44,20 +44,22 @@ pub async fn wait_for(store: &PgStore, id: &str) -> Result<ExitCode> {
         match s.state.as_str() {
             "succeeded" => {
                 progress.finish();
-                eprintln!(
+                crate::errln!(
                     "job {id} succeeded: {} chunk(s), {} rows, {} bytes",
-                    s.chunks_total, s.rows, s.bytes
+                    s.chunks_total,
+                    s.rows,
+                    s.bytes
                 );
                 return Ok(ExitCode::SUCCESS);
             }
             "failed" | "cancelled" => {
                 progress.finish();
-                eprintln!(
+                crate::errln!(
                     "job {id} {}: {}",
                     s.state,
                     s.error.as_deref().unwrap_or("no reason recorded")
                 );
-                eprintln!("see `coordinator status {id}`; fix the cause and submit again (finished parts are overwritten, not duplicated)");
+                crate::errln!("see `coordinator status {id}`; fix the cause and submit again (finished parts are overwritten, not duplicated)");
                 return Ok(ExitCode::FAILURE);
             }
             "submitted" => {
@@ -66,7 +68,7 @@ pub async fn wait_for(store: &PgStore, id: &str) -> Result<ExitCode> {
                 if since.elapsed() >= Duration::from_secs(10) {
                     waiting_since = Some(std::time::Instant::now());
                     if !store.serve_running().await? {
-                        eprintln!("job {id} is waiting: no `coordinator serve` is running against this state database");
+                        crate::errln!("job {id} is waiting: no `coordinator serve` is running against this state database");
                     }
                 }
                 sleep_or_change(&mut changed, id, Duration::from_millis(500)).await;

@@ -1,7 +1,7 @@
 //! The export's metadata files, parsed tolerantly: `export_info_<id>.json` and every
 //! `export_tables_info_<id>_from_<N>_to_<M>.json`.
 //!
-//! AWS does not document their shape (see `shared/reference/rds-export-format.md`), so nothing
+//! AWS does not document their shape (see `docs/rds-export-format.md`), so nothing
 //! here trusts it: keys are matched ignoring case and `_`/`-`, integers may be numbers, floats
 //! or strings, unknown fields are ignored, and anything odd becomes a note (a warning or a
 //! problem) instead of an error. Pure: bytes in, values and notes out.

@@ -3,7 +3,7 @@
 //! parsers, and `assemble`, which turns their output (and the listing) into notes.
 //!
 //! For each: arbitrary bytes never panic; mutations of real-shaped documents (see
-//! `shared/reference/rds-export-format.md`) never panic; every error is one line of at most
+//! `docs/rds-export-format.md`) never panic; every error is one line of at most
 //! [`MAX_ERROR_CHARS`] characters and every warning or problem one line of at most
 //! [`MAX_NOTE_CHARS`]; and generated well-formed metadata, written in every tolerated spelling,
 //! parses back to exactly the values it was generated from (the types have no encoder, so this

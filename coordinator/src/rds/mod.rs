@@ -8,7 +8,7 @@
 //!
 //! Nothing here is fatal except an unreadable root: everything else lands in
 //! [`ExportInventory::warnings`] (reported) or [`ExportInventory::problems`] (must stop a
-//! restore). The format reference is `shared/reference/rds-export-format.md`.
+//! restore). The format reference is `docs/rds-export-format.md`.
 //!
 //! Modules: [`metadata`] (JSON parsing), [`layout`] (objects → tables, batches), [`footers`]
 //! (Parquet footers). The assembly steps ([`assemble`], [`apply_footers`]) are pure, so every

@@ -147,6 +147,7 @@ async fn backlog_counts_held_tasks(with_api: bool) -> anyhow::Result<()> {
         serve.args(["--rabbitmq-api-url", &rabbitmq_api_url()]);
     }
     let coordinator = Proc::spawn("coordinator", serve);
+    pgfleet_tests::procs::wait_for_state_schema(&state.url, &coordinator);
     let logs = || coordinator.logs();
     let dir = std::env::temp_dir().join(unique("pgfleet-cw-"));
     std::fs::create_dir_all(&dir)?;

@@ -2,7 +2,8 @@
 //! - `deploy/aws/pgfleet-workers.yaml` passes `cfn-lint` and has the pieces scale-in relies on
 //!   (lifecycle hook, target tracking on the backlog metric, no secret in user data);
 //! - every command, subcommand, `--flag` and `PGFLEET_*` variable that `docker-compose.yml` (and
-//!   the AWS template) hands to a pgfleet binary exists in that binary's `--help`.
+//!   the AWS template) hands to a pgfleet binary exists in that binary's `--help`;
+//! - every file the README links to is in the repository.
 
 use pgfleet_tests::bin;
 use serde_yaml::Value;
@@ -667,4 +668,31 @@ fn drain_watcher_stops_the_worker_then_completes_the_lifecycle_action() {
 fn drain_watcher_drains_on_a_spot_interruption_notice() {
     let calls = run_drain_watch(&fake_imds(usize::MAX, 1));
     assert_drained_then_completed(&calls, "\"action\":\"terminate\"");
+}
+
+/// Every file the README points to (links and `path` mentions of docs and fixtures) is in the
+/// repository: a clone on its own has no `../shared`.
+#[test]
+fn readme_links_stay_inside_the_repository() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
+    assert!(
+        !readme.contains("../"),
+        "README.md points outside the repository"
+    );
+    let mut checked = 0;
+    for (i, _) in readme.match_indices("](") {
+        let rest = &readme[i + 2..];
+        let target = &rest[..rest.find(')').unwrap_or(0)];
+        let path = target.split('#').next().unwrap_or_default();
+        if path.is_empty() || path.contains("://") || path.starts_with("mailto:") {
+            continue;
+        }
+        assert!(
+            root.join(path).exists(),
+            "README.md links to missing {path}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} links found");
 }

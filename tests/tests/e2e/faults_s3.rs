@@ -83,6 +83,7 @@ fn start_fleet(state_url: &str, workers: usize) -> Fleet {
     let mut serve = Fleet::serve_cmd(state_url, &namespace);
     serve.envs(env);
     let coordinator = Proc::spawn("coordinator", serve);
+    pgfleet_tests::procs::wait_for_state_schema(state_url, &coordinator);
     let workers = (0..workers)
         .map(|i| {
             let mut cmd = Fleet::worker_cmd(&namespace, 2, i);

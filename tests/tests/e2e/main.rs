@@ -2,6 +2,7 @@
 //! links arrow, parquet and the AWS SDK, so one binary instead of many saves minutes of
 //! linking and gigabytes of disk. Filter with `cargo test -p pgfleet-tests --test e2e -- NAME`.
 
+mod cli;
 mod cloudwatch_backlog;
 mod concurrent_updates;
 mod deploy_files;

@@ -132,6 +132,7 @@ async fn every_dashboard_and_alert_query_returns_series_during_an_export() -> an
         .env("PGFLEET_AMQP_URL", amqp_url())
         .env("PGFLEET_NAMESPACE", &namespace);
     let coordinator = Proc::spawn("coordinator", coordinator);
+    pgfleet_tests::procs::wait_for_state_schema(&state.url, &coordinator);
     // Prometheus with the deploy alert rules and the deploy scrape job names.
     let dir = std::env::temp_dir().join(unique("pgfleet-obs-"));
     std::fs::create_dir_all(&dir)?;

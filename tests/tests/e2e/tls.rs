@@ -19,12 +19,16 @@ fn source(url: &str) -> PgConn {
     }
 }
 
-/// Connect the way workers and the coordinator do; the error is the one line they report.
+/// Connect the way workers and the coordinator do; the error is the one line they report,
+/// after the `host:port: ` it names (checked here, removed for the callers).
 async fn try_connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let (config, tls) = worker::pg::pg_config(&source(url)).map_err(|e| e.message)?;
-    worker::pg::connect(&config, &tls)
-        .await
-        .map_err(|e| e.to_string())
+    worker::pg::connect(&config, &tls).await.map_err(|e| {
+        let e = e.to_string();
+        let endpoint = format!("{}: ", worker::pg::tls::endpoints(&config));
+        assert!(e.starts_with(&endpoint), "{url}: {e}");
+        e[endpoint.len()..].to_string()
+    })
 }
 
 async fn session_uses_tls(client: &tokio_postgres::Client) -> bool {
@@ -378,6 +382,7 @@ async fn tls_fleet_over_amqps() -> anyhow::Result<()> {
         .env("PGFLEET_AMQP_URL", &url)
         .env("PGFLEET_AMQP_CA_FILE", &certs.ca);
     let coordinator = Proc::spawn("coordinator-amqps", serve);
+    pgfleet_tests::procs::wait_for_state_schema(&state.url, &coordinator);
     let mut work = Fleet::worker_cmd(&namespace, 2, 0);
     work.env("PGFLEET_AMQP_URL", &url)
         .arg("--amqp-ca-file")

@@ -716,14 +716,45 @@ fn spawn_connection(conn: tokio_postgres::Connection<Socket, PgTlsStream>) -> Jo
     })
 }
 
-/// [`connect_raw`] with the error described in one line.
+/// [`connect_raw`] with the error described in one line, after the server(s) tried.
 pub async fn connect(config: &tokio_postgres::Config, tls: &PgTls) -> Result<Client, ConnectError> {
     match connect_raw(config, tls).await {
         Ok((client, _driver)) => Ok(client),
         Err(source) => Err(ConnectError {
-            message: describe_connect_error(&source, &tls.settings),
+            message: format!(
+                "{}: {}",
+                endpoints(config),
+                describe_connect_error(&source, &tls.settings)
+            ),
             source,
         }),
+    }
+}
+
+/// The servers `config` names, `host:port` each (no user, no password): which one a refused
+/// connection was meant for is the first thing to check.
+pub fn endpoints(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let addrs = config.get_hostaddrs();
+    let hosts = config.get_hosts();
+    let shown: Vec<String> = (0..hosts.len().max(addrs.len()))
+        .map(|i| {
+            let p = port(i);
+            match (addrs.get(i), hosts.get(i)) {
+                (Some(std::net::IpAddr::V6(a)), _) => format!("[{a}]:{p}"),
+                (Some(a), _) => format!("{a}:{p}"),
+                (None, Some(Host::Tcp(h))) if h.contains(':') => format!("[{h}]:{p}"),
+                (None, Some(Host::Tcp(h))) => format!("{h}:{p}"),
+                (None, Some(Host::Unix(dir))) => format!("{}/.s.PGSQL.{p}", dir.display()),
+                (None, None) => format!("?:{p}"),
+            }
+        })
+        .collect();
+    if shown.is_empty() {
+        "no host".into()
+    } else {
+        shown.join(", ")
     }
 }
 
@@ -890,7 +921,7 @@ mod tests {
         let err = connect(&config, &tls).await.unwrap_err();
         assert_eq!(
             err.to_string(),
-            "TLS: the server does not support TLS but sslmode=require"
+            format!("127.0.0.1:{port}: TLS: the server does not support TLS but sslmode=require")
         );
         let tls = resolve(Some("verify-full"), Some("system"), &[])
             .unwrap()
@@ -922,5 +953,23 @@ mod tests {
             .unwrap()
             .connector()
             .is_ok());
+    }
+
+    #[test]
+    fn endpoints_name_every_server_without_credentials() {
+        let cfg = |url: &str| url.parse::<tokio_postgres::Config>().unwrap();
+        assert_eq!(
+            endpoints(&cfg("postgresql://u:secret@db.example:6543/x")),
+            "db.example:6543"
+        );
+        // A URL gives each host its own port; one `port=` applies to every host.
+        assert_eq!(endpoints(&cfg("postgresql://u@h1,h2:7/x")), "h1:5432, h2:7");
+        assert_eq!(endpoints(&cfg("host=h1,h2 port=7 user=u")), "h1:7, h2:7");
+        assert_eq!(endpoints(&cfg("postgresql://u@h1:1,h2:2/x")), "h1:1, h2:2");
+        assert_eq!(endpoints(&cfg("postgresql://u@[::1]/x")), "[::1]:5432");
+        assert_eq!(
+            endpoints(&cfg("host=/run/postgresql user=u")),
+            "/run/postgresql/.s.PGSQL.5432"
+        );
     }
 }
