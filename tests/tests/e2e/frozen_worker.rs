@@ -112,12 +112,27 @@ async fn frozen_worker_gives_its_chunk_back_within_the_heartbeat() -> anyhow::Re
         );
     }
     sc.check_export().await?;
+    // Both binaries say what they are built from (git commit of this checkout).
+    let build_info = format!(
+        r#"pgfleet_build_info{{revision="{}",version="{}"}}"#,
+        worker::metrics::REVISION,
+        worker::metrics::VERSION
+    );
+    assert_ne!(
+        worker::metrics::REVISION,
+        "unknown",
+        "built from a git checkout"
+    );
+    assert_eq!(fleet.workers[0].metric(&build_info).await?, 1.0);
+    assert_eq!(fleet.coordinator.metric(&build_info).await?, 1.0);
     let status = sc.status(&job)?;
     assert_eq!(status["job"]["state"], "succeeded");
     assert_eq!(status["job"]["chunks_failed"], 0);
     let results = sc.results().await?;
     assert!(
-        results[results_before..].iter().all(|r| r.applied != "done"),
+        results[results_before..]
+            .iter()
+            .all(|r| r.applied != "done"),
         "a late result was applied: {:?}",
         &results[results_before..]
     );
