@@ -58,6 +58,11 @@ enum Command {
         /// system's.
         #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
         amqp_ca_file: Option<PathBuf>,
+        /// AMQP heartbeat timeout, seconds: how long a silent broker connection lasts before
+        /// it is dropped and reopened. 0 accepts the broker's (60 s on RabbitMQ). A
+        /// `heartbeat=N` in the URL's query wins.
+        #[arg(long, env = "PGFLEET_AMQP_HEARTBEAT_SECONDS", default_value_t = worker::amqp::DEFAULT_HEARTBEAT_SECONDS)]
+        amqp_heartbeat_seconds: u16,
         /// Queue-name namespace; workers must use the same one.
         #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
         namespace: String,
@@ -168,6 +173,7 @@ async fn run() -> ExitCode {
             state,
             amqp_url,
             amqp_ca_file,
+            amqp_heartbeat_seconds,
             namespace,
             metrics_addr,
             metrics_auth,
@@ -187,6 +193,7 @@ async fn run() -> ExitCode {
                 every: std::time::Duration::from_secs(cloudwatch_interval.max(1)),
                 endpoint: cloudwatch_endpoint,
             });
+            worker::amqp::set_heartbeat(amqp_heartbeat_seconds);
             let mut ca_pem = None;
             if let Some(path) = &amqp_ca_file {
                 if let Err(e) = worker::amqp::set_ca_file(path) {

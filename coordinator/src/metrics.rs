@@ -446,6 +446,11 @@ mod tests {
         assert!(text.contains(
             r#"pgfleet_coordinator_jobs_finished_total{kind="restore",state="failed"} 0"#
         ));
+        assert!(text.contains(&format!(
+            r#"pgfleet_build_info{{revision="{}",version="{}"}} 1"#,
+            worker::metrics::REVISION,
+            worker::metrics::VERSION
+        )));
         m.refresh([]);
     }
 }

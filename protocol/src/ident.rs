@@ -245,19 +245,22 @@ fn part_matches(pattern: &NamePart, text: &str) -> bool {
     if pattern.quoted {
         pattern.text == text
     } else {
-        glob_match(pattern.text.as_bytes(), text.as_bytes())
+        glob_match(&pattern.text, text)
     }
 }
 
-/// `*` matches any run of characters, `?` exactly one byte-or-char; everything else literally.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+/// `*` matches any run of characters, `?` exactly one character (not one byte: `caf?` matches
+/// `café`); everything else literally. Runs once per table at planning, so collecting is fine.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);
     let (mut star_p, mut star_t) = (None, 0);
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
+        } else if p < pattern.len() && pattern[p] == '*' {
             star_p = Some(p);
             star_t = t;
             p += 1;
@@ -269,7 +272,7 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    pattern[p..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -336,9 +339,20 @@ mod tests {
 
     #[test]
     fn glob_edge_cases() {
-        assert!(glob_match(b"*", b""));
-        assert!(glob_match(b"a*b*c", b"aXXbYYc"));
-        assert!(!glob_match(b"a*b", b"aXXc"));
-        assert!(glob_match(b"**x", b"x"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b", "aXXc"));
+        assert!(glob_match("**x", "x"));
+    }
+
+    #[test]
+    fn question_mark_is_one_character_not_one_byte() {
+        let p = TablePattern::parse("caf?").unwrap();
+        assert!(p.matches(&QualifiedName::new("public", "café")));
+        assert!(p.matches(&QualifiedName::new("public", "cafe")));
+        assert!(!p.matches(&QualifiedName::new("public", "cafés")));
+        assert!(glob_match("??", "日本"));
+        assert!(!glob_match("?", "日本"));
+        assert!(glob_match("*é?", "crème_brûlée_étés"));
     }
 }

@@ -26,7 +26,7 @@ pub async fn execute(ctx: &WorkerContext, envelope: &TaskEnvelope) -> ResultEnve
     };
     let outcome = match result {
         Ok(stats) => {
-            let labels = [envelope.job_id.as_str(), table.as_str(), kind];
+            let labels = [table.as_str(), kind];
             m.rows.with_label_values(&labels).inc_by(stats.rows);
             m.bytes.with_label_values(&labels).inc_by(stats.bytes);
             Outcome::Succeeded {

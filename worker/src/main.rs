@@ -28,6 +28,12 @@ struct Args {
     /// system's.
     #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
     amqp_ca_file: Option<PathBuf>,
+    /// AMQP heartbeat timeout, seconds. RabbitMQ drops a connection it has heard nothing on
+    /// for 2–3 times this long and gives its unfinished tasks to other workers, so a frozen
+    /// worker (SIGSTOP, a hung VM) holds them 30–45 s at the default. 0 accepts the broker's
+    /// (60 s on RabbitMQ: 2–3 minutes). A `heartbeat=N` in the URL's query wins.
+    #[arg(long, env = "PGFLEET_AMQP_HEARTBEAT_SECONDS", default_value_t = worker::amqp::DEFAULT_HEARTBEAT_SECONDS)]
+    amqp_heartbeat_seconds: u16,
     /// Queue-name namespace; must match the coordinator's.
     #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
     namespace: String,
@@ -89,6 +95,7 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     }
+    worker::amqp::set_heartbeat(args.amqp_heartbeat_seconds);
     let name = args.name.clone().unwrap_or_else(logging::process_name);
     let ready = Arc::new(AtomicBool::new(false));
     match worker::http::spawn_with_access(args.metrics_addr, ready.clone(), metrics_access).await {

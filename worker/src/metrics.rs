@@ -1,8 +1,9 @@
 //! Worker metrics (Prometheus, default registry, served by `/metrics`).
 //!
-//! Labels stay low-cardinality: `job_id`, `table`, `kind`, `outcome`, `direction`, `state`;
-//! never chunk ids, task ids or file names. The pgfleet job is labelled `job_id`, not `job`:
-//! Prometheus owns the `job` label (the scrape job) and would rename ours to `exported_job`.
+//! Labels stay low-cardinality: `table`, `kind`, `outcome`, `direction`, `phase`; never job
+//! ids, chunk ids, task ids or file names. A worker never learns when a job ends, so a series
+//! per job would live as long as the process and grow with every job it ever served: per-job
+//! figures are the coordinator's (`pgfleet_coordinator_job_*`), which drops them with the job.
 
 use prometheus::{
     register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
@@ -57,14 +58,16 @@ pub fn metrics() -> &'static WorkerMetrics {
             .expect("metric registers once"),
             rows: register_int_counter_vec!(
                 "pgfleet_worker_rows_total",
-                "Rows moved, by pgfleet job id, table and direction (export, restore).",
-                &["job_id", "table", "direction"]
+                "Rows moved, by table and direction (export, restore). Per job: \
+                 pgfleet_coordinator_job_rows_done.",
+                &["table", "direction"]
             )
             .expect("metric registers once"),
             bytes: register_int_counter_vec!(
                 "pgfleet_worker_bytes_total",
-                "Bytes written to the sink, by pgfleet job id, table and direction.",
-                &["job_id", "table", "direction"]
+                "Bytes written to the sink, by table and direction. Per job: \
+                 pgfleet_coordinator_job_bytes_done.",
+                &["table", "direction"]
             )
             .expect("metric registers once"),
             task_seconds: register_histogram_vec!(
@@ -137,11 +140,24 @@ pub fn metrics() -> &'static WorkerMetrics {
     })
 }
 
-/// `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`, ...
+/// The crate version and git commit these binaries were built from ("unknown" outside a
+/// checkout); worker and coordinator share both.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("PGFLEET_GIT_REVISION");
+
+/// Process-wide series, for worker and coordinator alike: `pgfleet_build_info{version,revision}`
+/// and `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`, ...
 /// Registered at most once; a second registration (tests) is ignored.
 pub fn register_process_collector() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
+        if let Ok(info) = prometheus::register_int_gauge_vec!(
+            "pgfleet_build_info",
+            "1, labelled with the pgfleet version and the git commit it was built from.",
+            &["version", "revision"]
+        ) {
+            info.with_label_values(&[VERSION, REVISION]).set(1);
+        }
         #[cfg(target_os = "linux")]
         let _ = prometheus::register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -195,9 +211,7 @@ mod tests {
     #[test]
     fn names_follow_prometheus_conventions_and_labels_stay_small() {
         let m = metrics();
-        m.rows
-            .with_label_values(&["job-1", "public.t", "export"])
-            .inc_by(3);
+        m.rows.with_label_values(&["public.t", "export"]).inc_by(3);
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&prometheus::gather(), &mut buf)
@@ -213,7 +227,6 @@ mod tests {
                 for label in metric.get_label() {
                     assert!(
                         [
-                            "job_id",
                             "table",
                             "kind",
                             "outcome",
@@ -221,6 +234,8 @@ mod tests {
                             "state",
                             "reason",
                             "phase",
+                            "version",
+                            "revision",
                             "le"
                         ]
                         .contains(&label.name()),
@@ -231,6 +246,12 @@ mod tests {
             }
         }
         assert!(text.contains("pgfleet_worker_tasks_started_total{kind=\"export\"} 0"));
+        assert!(
+            text.contains(&format!(
+                "pgfleet_build_info{{revision=\"{REVISION}\",version=\"{VERSION}\"}} 1"
+            )),
+            "{text}"
+        );
         assert!(text
             .contains("pgfleet_worker_task_duration_seconds_bucket{kind=\"export\",le=\"14400\"}"));
         #[cfg(target_os = "linux")]

@@ -9,6 +9,7 @@ mod deploy_files;
 mod export_fleet;
 mod faults;
 mod faults_s3;
+mod frozen_worker;
 mod identifiers;
 mod observability;
 mod restore_extensions;

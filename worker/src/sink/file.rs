@@ -3,7 +3,6 @@
 
 use crate::error::{io_error, TaskError};
 use bytes::Bytes;
-use rand::Rng;
 use std::path::{Component, Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
@@ -24,7 +23,7 @@ impl FileWriter {
                 .await
                 .map_err(|e| io_error(format!("creating {}", parent.display()), &e))?;
         }
-        let suffix: u64 = rand::thread_rng().gen();
+        let suffix: u64 = rand::random();
         let mut tmp = dest.clone().into_os_string();
         tmp.push(format!(".tmp-{suffix:016x}"));
         let tmp = PathBuf::from(tmp);
@@ -124,7 +123,7 @@ mod tests {
     use super::*;
 
     fn scratch() -> PathBuf {
-        let n: u64 = rand::thread_rng().gen();
+        let n: u64 = rand::random();
         std::env::temp_dir().join(format!("pgfleet-filesink-{n:016x}"))
     }
 

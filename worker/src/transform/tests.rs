@@ -3,7 +3,7 @@
 
 use super::*;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 type Row = Vec<Option<String>>;
 
@@ -224,17 +224,17 @@ fn random_tables_random_splits() {
     let mut rng = StdRng::seed_from_u64(0x009f_1ee7);
     let alphabet: Vec<char> = "ab,\"\r\n\t\\. é✓".chars().collect();
     for round in 0..200 {
-        let columns = rng.gen_range(2..6);
-        let rows: Vec<Row> = (0..rng.gen_range(0..40))
+        let columns = rng.random_range(2..6);
+        let rows: Vec<Row> = (0..rng.random_range(0..40))
             .map(|_| {
                 (0..columns)
-                    .map(|_| match rng.gen_range(0..10) {
+                    .map(|_| match rng.random_range(0..10) {
                         0 => None,
                         1 => Some(String::new()),
                         2 => Some("\\.".to_string()),
                         _ => Some(
-                            (0..rng.gen_range(1..12))
-                                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                            (0..rng.random_range(1..12))
+                                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                                 .collect(),
                         ),
                     })
@@ -242,7 +242,7 @@ fn random_tables_random_splits() {
             })
             .collect();
         let prefixes: Vec<Option<&str>> = (0..columns)
-            .map(|_| match rng.gen_range(0..4) {
+            .map(|_| match rng.random_range(0..4) {
                 0 => None,
                 1 => Some("x-"),
                 2 => Some("q\"p,"),
@@ -253,7 +253,7 @@ fn random_tables_random_splits() {
         let mut pieces = Vec::new();
         let mut at = 0;
         while at < input.len() {
-            let n = rng.gen_range(1..=8.min(input.len() - at));
+            let n = rng.random_range(1..=8.min(input.len() - at));
             pieces.push(&input[at..at + n]);
             at += n;
         }
@@ -308,8 +308,8 @@ fn truncated_stream_is_an_error() {
 fn garbage_never_panics() {
     let mut rng = StdRng::seed_from_u64(7);
     for _ in 0..500 {
-        let input: Vec<u8> = (0..rng.gen_range(0..64))
-            .map(|_| b"a,\"\n\r\\"[rng.gen_range(0..6)])
+        let input: Vec<u8> = (0..rng.random_range(0..64))
+            .map(|_| b"a,\"\n\r\\"[rng.random_range(0..6)])
             .collect();
         let mut t = transformer(&[Some("p"), None, Some("\"")]);
         let mut out = BytesMut::new();

@@ -8,7 +8,6 @@ use protocol::{
     ChunkRange, ColumnExport, ExportChunk, ObjectLocation, OutputFormat, OutputTarget, PgConn,
     QualifiedName, S3Options, Transform,
 };
-use rand::Rng;
 use std::sync::Once;
 use tokio_postgres::NoTls;
 use worker::context::WorkerContext;
@@ -43,10 +42,7 @@ fn env(name: &str) -> String {
 }
 
 pub fn random_suffix() -> String {
-    format!(
-        "{:012x}",
-        rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff
-    )
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 /// A scratch database, dropped (with FORCE, closing pooled connections) when this is dropped,
