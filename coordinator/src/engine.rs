@@ -3,7 +3,9 @@
 //! state) and `run` (in-process queue, state in memory).
 
 use crate::broker::{AmqpBroker, DeadLetter};
-use crate::job::{task_id, Applied, ChunkRun, ChunkWork, JobRun, JobState, RetryPolicy, TableWork};
+use crate::job::{
+    task_id, Applied, ChunkRun, ChunkState, ChunkWork, JobRun, JobState, RetryPolicy, TableWork,
+};
 use crate::plan::{plan_export, TablePlan};
 use crate::restore;
 use crate::store::PgStore;
@@ -15,7 +17,7 @@ use protocol::{
     ResultEnvelope, Task, TaskEnvelope, MESSAGE_VERSION,
 };
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use worker::context::WorkerContext;
 
@@ -48,6 +50,11 @@ pub struct Engine {
     target_locks: HashMap<String, tokio_postgres::Client>,
     /// What undoing each failed or cancelled restore put back, and what it left pending.
     undo_reports: HashMap<String, target_changes::Repair>,
+    /// A task with no result this long after its publish is published again as a new attempt
+    /// (`--task-stall-timeout`); `None`: never.
+    stall_timeout: Option<Duration>,
+    /// When each queued chunk was published (in memory: after a restart, from the resume).
+    queued_since: HashMap<(String, u32), Instant>,
 }
 
 impl Engine {
@@ -61,7 +68,15 @@ impl Engine {
             snapshots: HashMap::new(),
             target_locks: HashMap::new(),
             undo_reports: HashMap::new(),
+            stall_timeout: None,
+            queued_since: HashMap::new(),
         }
+    }
+
+    /// Publish again, as a new attempt, a task with no result `timeout` after its publish.
+    pub fn with_stall_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stall_timeout = timeout;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -257,10 +272,64 @@ impl Engine {
     /// Finalize finished tables, finish complete jobs, undo what failed restores changed, and
     /// publish what is due.
     pub async fn pump(&mut self) -> Result<()> {
+        self.requeue_stalled().await?;
         self.finalize_tables().await?;
         self.finish_jobs().await?;
         self.undo_failed_restores().await?;
         self.publish_due().await
+    }
+
+    /// A worker that holds a task but never answers (hung, or frozen while its broker
+    /// connection lives) must not stall the job: past the stall timeout the chunk is published
+    /// again as the next attempt. Whichever attempt succeeds first completes it; the other's
+    /// result is ignored, and its effect is idempotent (same object key; the restore ledger).
+    async fn requeue_stalled(&mut self) -> Result<()> {
+        let Some(timeout) = self.stall_timeout else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut stalled = Vec::new();
+        for (id, job) in self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.state == JobState::Running)
+        {
+            for c in job.chunks.iter().filter(|c| c.state == ChunkState::Queued) {
+                let since = *self.queued_since.entry((id.clone(), c.id)).or_insert(now);
+                if now.duration_since(since) >= timeout {
+                    stalled.push((id.clone(), c.id));
+                }
+            }
+        }
+        for (id, chunk) in stalled {
+            self.queued_since.remove(&(id.clone(), chunk));
+            let job = self.jobs.get_mut(&id).expect("job exists");
+            let table = job.tables[job.chunks[chunk as usize].table_idx as usize]
+                .name()
+                .display_name();
+            let c = &mut job.chunks[chunk as usize];
+            if c.attempt >= self.retry.max_attempts {
+                let error = format!(
+                    "table {table} chunk {chunk} (part-{:05}): no result {} s after attempt {} (--task-stall-timeout), and no attempts left",
+                    c.seq,
+                    timeout.as_secs(),
+                    c.attempt
+                );
+                self.fail_job(&id, error).await?;
+                continue;
+            }
+            tracing::warn!(
+                job = %id, table = %table, chunk, attempt = c.attempt,
+                "no result {} s after publishing: publishing the task again as the next attempt (--task-stall-timeout)",
+                timeout.as_secs()
+            );
+            c.state = ChunkState::Pending;
+            c.not_before = None;
+            if let Some(store) = &self.store {
+                store.save_chunk(&id, c).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn publish_due(&mut self) -> Result<()> {
@@ -296,6 +365,8 @@ impl Engine {
                     .with_context(|| format!("publishing {}", task.task_id))?;
                 let job = self.jobs.get_mut(&id).expect("job exists");
                 job.mark_queued(chunk, attempt);
+                self.queued_since
+                    .insert((id.clone(), chunk), std::time::Instant::now());
                 *in_flight.entry(key.clone()).or_default() += 1;
                 if let Some(store) = &self.store {
                     store.save_chunk(&id, &job.chunks[chunk as usize]).await?;
@@ -639,6 +710,7 @@ impl Engine {
             .filter_map(|id| {
                 self.snapshots.remove(&id);
                 self.target_locks.remove(&id);
+                self.queued_since.retain(|(job, _), _| job != &id);
                 self.undo_reports.remove(&id);
                 self.jobs.remove(&id)
             })

@@ -63,6 +63,16 @@ enum Command {
         /// `heartbeat=N` in the URL's query wins.
         #[arg(long, env = "PGFLEET_AMQP_HEARTBEAT_SECONDS", default_value_t = worker::amqp::DEFAULT_HEARTBEAT_SECONDS)]
         amqp_heartbeat_seconds: u16,
+        /// Seconds a published task may go without a result before it is published again as
+        /// the next attempt (a worker that hangs while its broker connection lives). Set it
+        /// above your slowest chunk; 0 never republishes.
+        #[arg(
+            long,
+            env = "PGFLEET_TASK_STALL_TIMEOUT",
+            default_value_t = 3600,
+            value_name = "SECONDS"
+        )]
+        task_stall_timeout: u64,
         /// Queue-name namespace; workers must use the same one.
         #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
         namespace: String,
@@ -174,6 +184,7 @@ async fn run() -> ExitCode {
             amqp_url,
             amqp_ca_file,
             amqp_heartbeat_seconds,
+            task_stall_timeout,
             namespace,
             metrics_addr,
             metrics_auth,
@@ -224,6 +235,8 @@ async fn run() -> ExitCode {
                         (metrics_addr, metrics_access),
                         cloudwatch,
                         rabbitmq_api,
+                        (task_stall_timeout > 0)
+                            .then(|| std::time::Duration::from_secs(task_stall_timeout)),
                     )
                     .await
                 }

@@ -126,9 +126,21 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(state_url: &str, workers: usize, concurrency: u16) -> Self {
+        Self::start_with(state_url, workers, concurrency, &[])
+    }
+
+    /// [`Fleet::start`] with extra environment variables for `coordinator serve`.
+    pub fn start_with(
+        state_url: &str,
+        workers: usize,
+        concurrency: u16,
+        serve_env: &[(&str, &str)],
+    ) -> Self {
         crate::set_aws_env();
         let namespace = crate::unique("pgfleet-test-");
-        let coordinator = Proc::spawn("coordinator", Self::serve_cmd(state_url, &namespace));
+        let mut serve = Self::serve_cmd(state_url, &namespace);
+        serve.envs(serve_env.iter().copied());
+        let coordinator = Proc::spawn("coordinator", serve);
         wait_for_state_schema(state_url, &coordinator);
         let workers = (0..workers)
             .map(|i| {

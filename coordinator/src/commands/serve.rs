@@ -23,6 +23,7 @@ pub async fn run(
     (metrics_addr, metrics_access): (SocketAddr, worker::http::MetricsAccess),
     cloudwatch: Option<CloudWatchOptions>,
     rabbitmq_api: Option<ManagementApi>,
+    stall_timeout: Option<Duration>,
 ) -> Result<ExitCode> {
     let namespace = topology.namespace.clone();
     let store = PgStore::connect(state_url).await?;
@@ -56,7 +57,8 @@ pub async fn run(
         Some(store.clone()),
         Publisher::Amqp(broker.clone()),
         WorkerContext::new("coordinator"),
-    );
+    )
+    .with_stall_timeout(stall_timeout);
     for job in store.load_active().await? {
         engine.resume(job).await?;
     }

@@ -139,3 +139,97 @@ async fn frozen_worker_gives_its_chunk_back_within_the_heartbeat() -> anyhow::Re
     drop(fleet);
     sc.drop().await
 }
+
+/// A worker that hangs while its broker connection stays up (here: frozen with a heartbeat far
+/// longer than the test) is bypassed by the coordinator's own check: with no result
+/// `--task-stall-timeout` after the publish, the chunk is published again as the next attempt,
+/// another worker does it, and the job finishes exact. The hung worker's late result, once it
+/// wakes, is recorded and ignored, and its upload (same key, same rows) changes no byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_worker_with_a_live_connection_is_bypassed_by_the_stall_timeout() -> anyhow::Result<()>
+{
+    const STALL: &str = "8";
+    let bound = Duration::from_secs(40);
+    let sc = Scenario::export(
+        "stalled",
+        ExportShape {
+            big_rows: 300_000,
+            rows_per_chunk: 50_000,
+            max_in_flight: 2,
+        },
+    )
+    .await?;
+    let mut fleet = Fleet::start_with(
+        &sc.state.url,
+        0,
+        1,
+        &[("PGFLEET_TASK_STALL_TIMEOUT", STALL)],
+    );
+    for i in 0..2 {
+        let mut cmd = Fleet::worker_cmd(&fleet.namespace, 1, i);
+        // Far longer than the test: the broker never drops the frozen worker's connection.
+        cmd.env("PGFLEET_AMQP_HEARTBEAT_SECONDS", "1200");
+        fleet.workers.push(Proc::spawn(&format!("worker{i}"), cmd));
+    }
+    let submit = sc.submit(240);
+    sc.wait_for_copies(2, &fleet, Duration::from_secs(120))
+        .await?;
+    signal(&fleet.workers[1], "STOP");
+    let frozen_at = Instant::now();
+    let outcome = finish_submit(submit).await;
+    let took = frozen_at.elapsed();
+    signal(&fleet.workers[1], "CONT");
+    let (ok, job, err) = outcome?;
+    assert!(
+        ok,
+        "job failed with a hung worker: {err}\ncoordinator: {}",
+        fleet.coordinator.logs()
+    );
+    assert!(
+        took <= bound,
+        "the job finished {took:?} after a worker hung (bound {bound:?})\ncoordinator: {}",
+        fleet.coordinator.logs()
+    );
+    eprintln!("hung worker: the job finished {took:?} after the freeze");
+    assert!(
+        fleet
+            .coordinator
+            .logs()
+            .contains("publishing the task again as the next attempt"),
+        "the stall check republished the task:\n{}",
+        fleet.coordinator.logs()
+    );
+    sc.check_export().await?;
+    let before = snapshot(&sc).await?;
+    // The woken worker finishes its chunk and reports; nothing it does may change the job.
+    let woken = &fleet.workers[1];
+    if let Err(e) = wait_until(
+        "the woken worker to finish its late task",
+        Duration::from_secs(90),
+        || async {
+            Ok(woken.logs().contains("task succeeded") || woken.logs().contains("task failed"))
+        },
+    )
+    .await
+    {
+        panic!("{e}\nworker1: {}", woken.logs());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = snapshot(&sc).await?;
+    assert_eq!(
+        before, after,
+        "objects changed after the hung worker woke up"
+    );
+    sc.check_export().await?;
+    // Results arrive in order: the hung worker's last one is its late result.
+    let results = sc.results().await?;
+    let late = results.iter().rev().find(|r| r.worker == "w1");
+    assert!(
+        late.is_some_and(|r| r.applied != "done"),
+        "the late result is recorded and changed nothing: {late:?}"
+    );
+    let status = sc.status(&job)?;
+    assert_eq!(status["job"]["state"], "succeeded");
+    drop(fleet);
+    sc.drop().await
+}
