@@ -282,7 +282,7 @@ pub fn sample_is_adequate(plan: &SamplePlan, points: usize, chunks: u64) -> bool
 mod tests {
     use super::*;
     use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     // ---- helpers ---------------------------------------------------------------------------
 
@@ -408,8 +408,8 @@ mod tests {
         let mut k = 0i64;
         while keys.len() < n {
             k += 1000;
-            if rng.gen_ratio(1, 5000) {
-                k += rng.gen_range(1_000_000..50_000_000);
+            if rng.random_ratio(1, 5000) {
+                k += rng.random_range(1_000_000..50_000_000);
             }
             keys.push(k);
         }
@@ -423,9 +423,9 @@ mod tests {
         let mut keys: Vec<i64> = (0..n)
             .map(|i| {
                 if i < n * 9 / 10 {
-                    rng.gen_range(0..range / 100)
+                    rng.random_range(0..range / 100)
                 } else {
-                    rng.gen_range(range / 100..range)
+                    rng.random_range(range / 100..range)
                 }
             })
             .collect();
@@ -439,7 +439,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut keys: Vec<i64> = (0..n)
             .map(|_| {
-                let u: f64 = rng.gen_range(0.0..1.0);
+                let u: f64 = rng.random_range(0.0..1.0);
                 (-(1.0 - u).ln() * 1_000_000.0) as i64
             })
             .collect();
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn extreme_keys_do_not_overflow() {
         let mut rng = StdRng::seed_from_u64(5);
-        let mut keys: Vec<i64> = (0..200_000).map(|_| rng.gen()).collect();
+        let mut keys: Vec<i64> = (0..200_000).map(|_| rng.random()).collect();
         keys.extend([i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX]);
         keys.sort_unstable();
         check_balanced("full i64 range", &keys, 2_000, 10, TOLERANCE);
