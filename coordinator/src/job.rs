@@ -1,8 +1,8 @@
 //! A job in memory: its plan and the state of every chunk, with the pure transitions the engine
 //! applies. Persistence and messaging live elsewhere; this module is unit-tested on its own.
 
-use crate::plan::TablePlan;
-use crate::target::{ForeignKey, OwnedSequence, SecondaryIndex};
+use crate::export::plan::TablePlan;
+use crate::restore::target::{ForeignKey, OwnedSequence, SecondaryIndex};
 use protocol::location::{part_key, table_folder};
 use protocol::spec::{ExportSpec, RestoreSpec};
 use protocol::{
@@ -183,16 +183,96 @@ pub struct RestoreState {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRun {
     pub id: String,
-    pub spec: JobSpec,
+    pub kind: JobKind,
     pub state: JobState,
-    pub snapshot: Option<String>,
     pub tables: Vec<TableRun>,
     pub chunks: Vec<ChunkRun>,
     pub notes: Vec<String>,
     pub error: Option<String>,
-    pub restore: Option<RestoreState>,
-    /// `current_database()` of an export's source (the database folder of `rds-parquet`).
+}
+
+/// What kind of job this is, with what only that kind has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobKind {
+    Export(ExportJob),
+    Restore(RestoreJob),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportJob {
+    pub spec: ExportSpec,
+    /// The snapshot every chunk imports (`snapshot = "consistent"`).
+    pub snapshot: Option<String>,
+    /// `current_database()` of the source (the database folder of `rds-parquet`); `None`
+    /// until planned.
     pub source_database: Option<String>,
+}
+
+impl ExportJob {
+    /// A job of `spec`, not planned yet.
+    pub fn new(spec: ExportSpec) -> Self {
+        Self {
+            spec,
+            snapshot: None,
+            source_database: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreJob {
+    pub spec: RestoreSpec,
+    /// What the job changes on the target and must put back; `None` until planned (a job
+    /// whose planning failed changed nothing).
+    pub state: Option<RestoreState>,
+}
+
+impl JobKind {
+    /// A job of `spec`'s kind, not planned yet.
+    pub fn new(spec: JobSpec) -> Self {
+        match spec {
+            JobSpec::Export(spec) => JobKind::Export(ExportJob::new(spec)),
+            JobSpec::Restore(spec) => JobKind::Restore(RestoreJob { spec, state: None }),
+        }
+    }
+
+    /// `export` or `restore`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobKind::Export(_) => "export",
+            JobKind::Restore(_) => "restore",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            JobKind::Export(e) => &e.spec.name,
+            JobKind::Restore(r) => &r.spec.name,
+        }
+    }
+
+    /// The spec the job was submitted with.
+    pub fn spec(&self) -> JobSpec {
+        match self {
+            JobKind::Export(e) => JobSpec::Export(e.spec.clone()),
+            JobKind::Restore(r) => JobSpec::Restore(r.spec.clone()),
+        }
+    }
+
+    /// What the job changed is put back (a restore's target).
+    pub fn mark_put_back(&mut self) {
+        if let JobKind::Restore(RestoreJob {
+            state: Some(st), ..
+        }) = self
+        {
+            st.restored = true;
+        }
+    }
+
+    /// A restore whose changes to the target are not all put back yet.
+    pub fn has_changes_out(&self) -> bool {
+        matches!(self, JobKind::Restore(RestoreJob { state: Some(st), .. }) if !st.restored)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -255,6 +335,16 @@ impl JobRun {
         tables: Vec<(TableRun, Vec<ChunkWork>)>,
         notes: Vec<String>,
     ) -> Self {
+        Self::of_kind(id, JobKind::new(spec), tables, notes)
+    }
+
+    /// [`JobRun::new`] with the kind's own state already set.
+    pub fn of_kind(
+        id: String,
+        kind: JobKind,
+        tables: Vec<(TableRun, Vec<ChunkWork>)>,
+        notes: Vec<String>,
+    ) -> Self {
         let mut chunks = Vec::new();
         let mut runs = Vec::with_capacity(tables.len());
         for (t, (table, works)) in tables.into_iter().enumerate() {
@@ -277,20 +367,22 @@ impl JobRun {
         }
         Self {
             id,
-            spec,
+            kind,
             state: JobState::Running,
-            snapshot: None,
             tables: runs,
             chunks,
             notes,
             error: None,
-            restore: None,
-            source_database: None,
         }
     }
 
     /// An export job from its plan.
-    pub fn export(id: String, spec: ExportSpec, plans: Vec<TablePlan>, notes: Vec<String>) -> Self {
+    pub fn for_export(
+        id: String,
+        export: ExportJob,
+        plans: Vec<TablePlan>,
+        notes: Vec<String>,
+    ) -> Self {
         let tables = plans
             .into_iter()
             .map(|plan| {
@@ -303,20 +395,40 @@ impl JobRun {
                 (run, works)
             })
             .collect();
-        Self::new(id, JobSpec::Export(spec), tables, notes)
+        Self::of_kind(id, JobKind::Export(export), tables, notes)
     }
 
-    pub fn export_spec(&self) -> Option<&ExportSpec> {
-        match &self.spec {
-            JobSpec::Export(e) => Some(e),
-            JobSpec::Restore(_) => None,
+    pub fn export(&self) -> Option<&ExportJob> {
+        match &self.kind {
+            JobKind::Export(e) => Some(e),
+            JobKind::Restore(_) => None,
         }
     }
 
+    pub fn restore(&self) -> Option<&RestoreJob> {
+        match &self.kind {
+            JobKind::Restore(r) => Some(r),
+            JobKind::Export(_) => None,
+        }
+    }
+
+    pub fn export_spec(&self) -> Option<&ExportSpec> {
+        self.export().map(|e| &e.spec)
+    }
+
     pub fn restore_spec(&self) -> Option<&RestoreSpec> {
-        match &self.spec {
-            JobSpec::Restore(r) => Some(r),
-            JobSpec::Export(_) => None,
+        self.restore().map(|r| &r.spec)
+    }
+
+    /// The restore bookkeeping, once planned.
+    pub fn restore_state(&self) -> Option<&RestoreState> {
+        self.restore().and_then(|r| r.state.as_ref())
+    }
+
+    pub fn restore_state_mut(&mut self) -> Option<&mut RestoreState> {
+        match &mut self.kind {
+            JobKind::Restore(r) => r.state.as_mut(),
+            JobKind::Export(_) => None,
         }
     }
 
@@ -371,8 +483,8 @@ impl JobRun {
     pub fn part_key(&self, chunk: &ChunkRun) -> String {
         let table = self.tables[chunk.table_idx as usize].name();
         match self.export_spec().map(|s| s.output.format) {
-            Some(OutputFormat::RdsParquet) => crate::rds_export::part_key(
-                self.source_database.as_deref().unwrap_or("postgres"),
+            Some(OutputFormat::RdsParquet) => crate::rds::export_info::part_key(
+                self.source_database(),
                 table,
                 chunk.seq,
                 &self.id,
@@ -515,6 +627,13 @@ impl JobRun {
         )
     }
 
+    /// The database folder of an `rds-parquet` export (`postgres` before planning).
+    pub fn source_database(&self) -> &str {
+        self.export()
+            .and_then(|e| e.source_database.as_deref())
+            .unwrap_or("postgres")
+    }
+
     pub fn counts(&self) -> ChunkCounts {
         let mut c = ChunkCounts::default();
         for ch in &self.chunks {
@@ -544,7 +663,7 @@ pub struct ChunkCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::KeyChoice;
+    use crate::export::plan::KeyChoice;
     use protocol::{QualifiedName, MESSAGE_VERSION};
 
     fn spec() -> ExportSpec {
@@ -576,7 +695,7 @@ url = "file:///tmp/x/"
                 .map(|_| ChunkRange::Pages { lo: None, hi: None })
                 .collect(),
         };
-        JobRun::export("j1".into(), spec(), vec![plan], vec![])
+        JobRun::for_export("j1".into(), ExportJob::new(spec()), vec![plan], vec![])
     }
 
     fn result(chunk: u32, attempt: u32, outcome: Outcome) -> ResultEnvelope {

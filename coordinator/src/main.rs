@@ -2,10 +2,10 @@
 
 use clap::{Parser, Subcommand};
 use coordinator::commands;
+use fleet_io::logging::{self, LogFormat};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use worker::logging::{self, LogFormat};
 
 /// pgfleet moves PostgreSQL tables to S3 (export) with a fleet of workers fed by RabbitMQ.
 ///
@@ -46,23 +46,8 @@ enum Command {
     Serve {
         #[command(flatten)]
         state: StateArgs,
-        /// RabbitMQ URL.
-        #[arg(
-            long,
-            env = "PGFLEET_AMQP_URL",
-            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-            hide_env_values = true
-        )]
-        amqp_url: String,
-        /// PEM file of CA certificates trusted for an amqps:// URL (a private CA), besides the
-        /// system's.
-        #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
-        amqp_ca_file: Option<PathBuf>,
-        /// AMQP heartbeat timeout, seconds: how long a silent broker connection lasts before
-        /// it is dropped and reopened. 0 accepts the broker's (60 s on RabbitMQ). A
-        /// `heartbeat=N` in the URL's query wins.
-        #[arg(long, env = "PGFLEET_AMQP_HEARTBEAT_SECONDS", default_value_t = worker::amqp::DEFAULT_HEARTBEAT_SECONDS)]
-        amqp_heartbeat_seconds: u16,
+        #[command(flatten)]
+        amqp: fleet_io::amqp::AmqpArgs,
         /// Seconds a published task may go without a result before it is published again as
         /// the next attempt (a worker that hangs while its broker connection lives). Set it
         /// above your slowest chunk; 0 never republishes.
@@ -81,7 +66,7 @@ enum Command {
         #[arg(long, env = "PGFLEET_METRICS_ADDR", default_value = "127.0.0.1:9180")]
         metrics_addr: SocketAddr,
         #[command(flatten)]
-        metrics_auth: worker::http::MetricsAuthArgs,
+        metrics_auth: fleet_io::http::MetricsAuthArgs,
         /// Publish the task backlog to CloudWatch (metric pgfleet/TaskBacklog, dimension
         /// Namespace) for the Auto Scaling policy in deploy/aws. AWS credentials and region
         /// come from the default chain.
@@ -165,7 +150,7 @@ enum Command {
 
 fn main() -> ExitCode {
     // `coordinator run` moves data in this process, like a worker.
-    worker::allocator::limit_malloc_arenas();
+    fleet_io::allocator::limit_malloc_arenas();
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(run()),
         Err(e) => {
@@ -181,9 +166,7 @@ async fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve {
             state,
-            amqp_url,
-            amqp_ca_file,
-            amqp_heartbeat_seconds,
+            amqp,
             task_stall_timeout,
             namespace,
             metrics_addr,
@@ -204,19 +187,21 @@ async fn run() -> ExitCode {
                 every: std::time::Duration::from_secs(cloudwatch_interval.max(1)),
                 endpoint: cloudwatch_endpoint,
             });
-            worker::amqp::set_heartbeat(amqp_heartbeat_seconds);
-            let mut ca_pem = None;
-            if let Some(path) = &amqp_ca_file {
-                if let Err(e) = worker::amqp::set_ca_file(path) {
-                    logging::fatal(&format!("--amqp-ca-file: {e}"));
+            let ca_pem = match amqp.apply() {
+                Ok(pem) => pem,
+                Err(e) => {
+                    logging::fatal(&e.to_string());
                     return ExitCode::from(2);
                 }
-                ca_pem = worker::amqp::read_ca_file(path).ok();
-            }
+            };
             let rabbitmq_api = match rabbitmq_api_url
                 .as_deref()
                 .map(|u| {
-                    coordinator::rabbitmq_api::ManagementApi::new(u, &amqp_url, ca_pem.as_deref())
+                    coordinator::broker::rabbitmq_api::ManagementApi::new(
+                        u,
+                        &amqp.amqp_url,
+                        ca_pem.as_deref(),
+                    )
                 })
                 .transpose()
             {
@@ -230,7 +215,7 @@ async fn run() -> ExitCode {
                 Ok(t) => {
                     commands::serve::run(
                         &state.state_url,
-                        &amqp_url,
+                        &amqp.amqp_url,
                         t,
                         (metrics_addr, metrics_access),
                         cloudwatch,

@@ -5,8 +5,8 @@
 //!
 //! The pgfleet job is labelled `job_id`, not `job`: Prometheus owns `job` (the scrape job).
 
+use crate::broker::queue_stats::QueueStats;
 use crate::job::{ChunkState, JobRun, TableWork};
-use crate::queue_stats::QueueStats;
 use crate::throughput::{eta_seconds, Throughput};
 use prometheus::{
     register_gauge_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
@@ -53,7 +53,7 @@ pub const TASK_STATES: [&str; 4] = ["pending", "queued", "done", "failed"];
 pub fn metrics() -> &'static CoordinatorMetrics {
     static M: OnceLock<CoordinatorMetrics> = OnceLock::new();
     M.get_or_init(|| {
-        worker::metrics::register_process_collector();
+        fleet_io::build_info::register_process_collector();
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             register_int_gauge_vec!(name, help, labels).expect("metric registers once")
         };
@@ -187,11 +187,11 @@ impl CoordinatorMetrics {
                 if state != job.state.as_str() {
                     let _ = self
                         .job_info
-                        .remove_label_values(&[id, job.spec.kind(), state]);
+                        .remove_label_values(&[id, job.kind.as_str(), state]);
                 }
             }
             self.job_info
-                .with_label_values(&[id, job.spec.kind(), job.state.as_str()])
+                .with_label_values(&[id, job.kind.as_str(), job.state.as_str()])
                 .set(1);
             let mut tasks = [0i64; TASK_STATES.len()];
             let (mut rows, mut bytes) = (0u64, 0u64);
@@ -336,7 +336,7 @@ impl CoordinatorMetrics {
     pub fn finished(&self, job: &JobRun) {
         if job.state.is_terminal() {
             self.jobs_finished
-                .with_label_values(&[job.spec.kind(), job.state.as_str()])
+                .with_label_values(&[job.kind.as_str(), job.state.as_str()])
                 .inc();
         }
     }
@@ -365,7 +365,7 @@ fn clamp(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{KeyChoice, TablePlan};
+    use crate::export::plan::{KeyChoice, TablePlan};
     use protocol::{ChunkRange, QualifiedName};
 
     fn job(id: &str, chunks: usize, estimated_rows: u64) -> JobRun {
@@ -390,7 +390,12 @@ mod tests {
                 .map(|_| ChunkRange::Pages { lo: None, hi: None })
                 .collect(),
         };
-        JobRun::export(id.into(), spec, vec![plan], vec![])
+        JobRun::for_export(
+            id.into(),
+            crate::job::ExportJob::new(spec),
+            vec![plan],
+            vec![],
+        )
     }
 
     #[test]
@@ -448,8 +453,8 @@ mod tests {
         ));
         assert!(text.contains(&format!(
             r#"pgfleet_build_info{{revision="{}",version="{}"}} 1"#,
-            worker::metrics::REVISION,
-            worker::metrics::VERSION
+            fleet_io::build_info::REVISION,
+            fleet_io::build_info::VERSION
         )));
         m.refresh([]);
     }

@@ -2,10 +2,10 @@
 //! result with a confirm, then ack. A broken connection is retried with backoff; a message that
 //! cannot be parsed is rejected to the dead-letter queue and the worker keeps going.
 
-use crate::amqp;
-use crate::context::WorkerContext;
 use crate::execute::execute;
 use crate::metrics::metrics;
+use fleet_io::amqp;
+use fleet_io::clients::Clients;
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
@@ -30,31 +30,25 @@ pub struct ConsumerConfig {
 /// Run until `shutdown` is cancelled. Returns only on shutdown.
 pub async fn run(
     cfg: ConsumerConfig,
-    ctx: WorkerContext,
+    ctx: Clients,
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
+    let mut reconnect = amqp::Reconnect::default();
     while !shutdown.is_cancelled() {
         let started = std::time::Instant::now();
         match session(&cfg, &ctx, &ready, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 ready.store(false, Ordering::Relaxed);
-                // A connection that lived a while was healthy: start the backoff afresh.
-                if started.elapsed() >= amqp::HEALTHY_SESSION {
-                    failures = 0;
-                }
                 metrics()
                     .connection_errors
                     .with_label_values(&["amqp"])
                     .inc();
-                let wait = amqp::backoff(failures);
-                failures = failures.saturating_add(1);
+                let wait = reconnect.after_failure(started);
                 tracing::warn!(error = %e, retry_in = ?wait, "RabbitMQ connection lost; reconnecting");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.cancelled() => break,
+                if !amqp::Reconnect::pause(wait, &shutdown).await {
+                    break;
                 }
             }
         }
@@ -65,7 +59,7 @@ pub async fn run(
 /// One connection's lifetime. Ok(()) means a clean shutdown.
 async fn session(
     cfg: &ConsumerConfig,
-    ctx: &WorkerContext,
+    ctx: &Clients,
     ready: &AtomicBool,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -137,7 +131,7 @@ async fn session(
 }
 
 /// Parse, run, report, ack. Never panics: every failure ends in ack, nack or reject.
-async fn handle(ctx: &WorkerContext, publish: &Channel, results: &str, delivery: Delivery) {
+async fn handle(ctx: &Clients, publish: &Channel, results: &str, delivery: Delivery) {
     let envelope = match TaskEnvelope::decode(&delivery.data) {
         Ok(e) => e,
         Err(e) => {

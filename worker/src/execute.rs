@@ -1,12 +1,12 @@
 //! Run one task envelope and describe the outcome as a result message. Shared by the RabbitMQ
 //! consumer and the in-process queue of `coordinator run`.
 
-use crate::context::WorkerContext;
 use crate::metrics::metrics;
+use fleet_io::clients::Clients;
 use protocol::{Outcome, ResultEnvelope, Task, TaskEnvelope, MESSAGE_VERSION};
 use std::time::Instant;
 
-pub async fn execute(ctx: &WorkerContext, envelope: &TaskEnvelope) -> ResultEnvelope {
+pub async fn execute(ctx: &Clients, envelope: &TaskEnvelope) -> ResultEnvelope {
     let m = metrics();
     let kind = envelope.task.kind();
     m.in_flight.inc();

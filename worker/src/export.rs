@@ -10,12 +10,12 @@ pub mod session;
 mod sql;
 pub mod written;
 
-use crate::context::WorkerContext;
 use crate::encode::Encoder;
-use crate::error::{io_error, pg_error, TaskError};
-use crate::sink::{object_url, ObjectWriter, WriterOptions};
 use crate::transform::{header_row, CsvTransformer};
 use bytes::Bytes;
+use fleet_io::clients::Clients;
+use fleet_io::error::{io_error, pg_error, TaskError};
+use fleet_io::sink::{object_url, ObjectWriter, WriterOptions};
 use futures::Stream;
 use protocol::{ExportChunk, OutputFormat};
 use session::Session;
@@ -40,17 +40,14 @@ pub struct ChunkStats {
 }
 
 /// Run one export task. Errors name the table and the object and say whether a retry can help.
-pub async fn export_chunk(
-    ctx: &WorkerContext,
-    task: &ExportChunk,
-) -> Result<ChunkStats, TaskError> {
+pub async fn export_chunk(ctx: &Clients, task: &ExportChunk) -> Result<ChunkStats, TaskError> {
     export_chunk_as(ctx, task, None).await
 }
 
 /// [`export_chunk`] on behalf of task `task_id`: the object is tagged with it, and an object
 /// this task already wrote (a duplicate delivery) is reported, not written again.
 pub async fn export_chunk_as(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     task: &ExportChunk,
     task_id: Option<&str>,
 ) -> Result<ChunkStats, TaskError> {
@@ -73,7 +70,7 @@ pub async fn export_chunk_as(
 }
 
 async fn run(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     task: &ExportChunk,
     task_id: Option<&str>,
 ) -> Result<ChunkStats, TaskError> {
@@ -145,7 +142,7 @@ fn check_part_size(task: &ExportChunk) -> Result<(), TaskError> {
 
 /// Stream the chunk into `writer` (all parts written, not yet finished); returns the row count.
 async fn stream_chunk(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     task: &ExportChunk,
     query: &str,
     writer: &mut ObjectWriter,

@@ -1,22 +1,13 @@
 //! pgfleet worker: stateless executor of tasks. Each task streams one chunk between PostgreSQL
 //! and an object store. `coordinator run` embeds this library with an in-process queue; the
-//! `worker` binary feeds it from RabbitMQ.
+//! `worker` binary feeds it from RabbitMQ. Connections, object I/O, AMQP, HTTP and logging are
+//! `fleet_io`'s.
 
-pub mod allocator;
-pub mod context;
-pub mod encode;
-pub mod error;
-pub mod export;
-pub mod pg;
-pub mod sink;
-pub mod transform;
-
-pub mod amqp;
 pub mod consumer;
+pub mod encode;
 pub mod execute;
-pub mod http;
+pub mod export;
 pub mod local;
-pub mod logging;
 pub mod metrics;
-pub mod objects;
 pub mod restore;
+pub mod transform;

@@ -1,8 +1,8 @@
 //! In-process task queue for `coordinator run`: the same `execute` as the RabbitMQ consumer, fed
 //! by a channel instead of a broker.
 
-use crate::context::WorkerContext;
 use crate::execute::execute;
+use fleet_io::clients::Clients;
 use protocol::{ResultEnvelope, TaskEnvelope};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub struct LocalWorkers {
 
 /// Start `workers` executors. Dropping the returned sender stops them once the queue is drained.
 pub fn spawn_workers(
-    ctx: WorkerContext,
+    ctx: Clients,
     workers: usize,
     results: mpsc::UnboundedSender<ResultEnvelope>,
 ) -> LocalWorkers {

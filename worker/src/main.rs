@@ -1,13 +1,12 @@
 //! `worker`: consume pgfleet tasks from RabbitMQ and stream chunks between PostgreSQL and S3.
 
 use clap::Parser;
+use fleet_io::logging::{self, LogFormat};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker::logging::{self, LogFormat};
 
 /// A stateless pgfleet worker. Run as many as you like on any machine that reaches RabbitMQ,
 /// the PostgreSQL sources and the object store. Database passwords come from this machine's
@@ -16,24 +15,8 @@ use worker::logging::{self, LogFormat};
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
-    /// RabbitMQ URL. Keep the password out of shell history: use the environment variable.
-    #[arg(
-        long,
-        env = "PGFLEET_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    amqp_url: String,
-    /// PEM file of CA certificates trusted for an amqps:// URL (a private CA), besides the
-    /// system's.
-    #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
-    amqp_ca_file: Option<PathBuf>,
-    /// AMQP heartbeat timeout, seconds. RabbitMQ drops a connection it has heard nothing on
-    /// for 2–3 times this long and gives its unfinished tasks to other workers, so a frozen
-    /// worker (SIGSTOP, a hung VM) holds them 30–45 s at the default. 0 accepts the broker's
-    /// (60 s on RabbitMQ: 2–3 minutes). A `heartbeat=N` in the URL's query wins.
-    #[arg(long, env = "PGFLEET_AMQP_HEARTBEAT_SECONDS", default_value_t = worker::amqp::DEFAULT_HEARTBEAT_SECONDS)]
-    amqp_heartbeat_seconds: u16,
+    #[command(flatten)]
+    amqp: fleet_io::amqp::AmqpArgs,
     /// Queue-name namespace; must match the coordinator's.
     #[arg(long, env = "PGFLEET_NAMESPACE", default_value = protocol::topology::DEFAULT_NAMESPACE)]
     namespace: String,
@@ -46,7 +29,7 @@ struct Args {
     #[arg(long, env = "PGFLEET_METRICS_ADDR", default_value = "127.0.0.1:9181")]
     metrics_addr: SocketAddr,
     #[command(flatten)]
-    metrics_auth: worker::http::MetricsAuthArgs,
+    metrics_auth: fleet_io::http::MetricsAuthArgs,
     /// Name shown in results and logs (default: host-pid).
     #[arg(long, env = "PGFLEET_WORKER_NAME")]
     name: Option<String>,
@@ -58,7 +41,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    worker::allocator::limit_malloc_arenas();
+    fleet_io::allocator::limit_malloc_arenas();
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(run()),
         Err(e) => {
@@ -89,16 +72,14 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if let Some(path) = &args.amqp_ca_file {
-        if let Err(e) = worker::amqp::set_ca_file(path) {
-            logging::fatal(&format!("--amqp-ca-file: {e}"));
-            return std::process::ExitCode::from(2);
-        }
+    if let Err(e) = args.amqp.apply() {
+        logging::fatal(&e.to_string());
+        return std::process::ExitCode::from(2);
     }
-    worker::amqp::set_heartbeat(args.amqp_heartbeat_seconds);
     let name = args.name.clone().unwrap_or_else(logging::process_name);
     let ready = Arc::new(AtomicBool::new(false));
-    match worker::http::spawn_with_access(args.metrics_addr, ready.clone(), metrics_access).await {
+    match fleet_io::http::spawn_with_access(args.metrics_addr, ready.clone(), metrics_access).await
+    {
         Ok(addr) => tracing::info!(%addr, "serving /metrics, /healthz, /readyz"),
         Err(e) => {
             logging::fatal(&format!(
@@ -111,11 +92,11 @@ async fn run() -> std::process::ExitCode {
     worker::metrics::metrics();
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-    let ctx = worker::context::WorkerContext::new(name.clone());
+    let ctx = fleet_io::clients::Clients::new(name.clone());
     tracing::info!(worker = %name, "worker starting");
     worker::consumer::run(
         worker::consumer::ConsumerConfig {
-            amqp_url: args.amqp_url,
+            amqp_url: args.amqp.amqp_url,
             topology,
             concurrency: args.concurrency,
             shutdown_grace: Duration::from_secs(args.shutdown_grace),

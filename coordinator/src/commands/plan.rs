@@ -3,15 +3,16 @@
 //! found between the export and the target (reads only).
 
 use super::load_spec;
+use crate::export::plan::plan_export;
+use crate::export::source::SourceTxn;
 use crate::job::{ChunkWork, TableWork};
-use crate::plan::plan_export;
 use crate::restore;
 use anyhow::{anyhow, Result};
+use fleet_io::clients::Clients;
 use protocol::spec::{ExportSpec, RestoreSpec};
 use protocol::JobSpec;
 use std::path::Path;
 use std::process::ExitCode;
-use worker::context::WorkerContext;
 
 pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
     match load_spec(path)? {
@@ -21,13 +22,9 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
 }
 
 async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
-    let (cfg, tls) = worker::pg::pg_config(&spec.source.conn()).map_err(|e| anyhow!(e.message))?;
-    let client = worker::pg::connect(&cfg, &tls)
-        .await
-        .map_err(|e| anyhow!("connecting to the source: {e}"))?;
-    client.batch_execute("BEGIN READ ONLY").await?;
-    let plan = plan_export(&client, spec).await?;
-    client.batch_execute("COMMIT").await?;
+    let txn = SourceTxn::begin(spec).await?;
+    let plan = plan_export(txn.client(), spec).await?;
+    txn.commit().await?;
     if json {
         crate::outln!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(ExitCode::SUCCESS);
@@ -56,8 +53,8 @@ async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
 }
 
 async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
-    let ctx = WorkerContext::new("coordinator-plan");
-    let plan = restore::plan(&ctx, "plan", spec).await?;
+    let ctx = Clients::new("coordinator-plan");
+    let plan = restore::inspect(&ctx, "plan", spec).await?;
     let job = &plan.job;
     let ok = plan.problems.is_empty();
     if json {
@@ -81,7 +78,7 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
             serde_json::to_string_pretty(&serde_json::json!({
                 "ok": ok,
                 "tables": tables,
-                "restore": job.restore,
+                "restore": job.restore_state(),
                 "notes": job.notes,
                 "warnings": plan.warnings,
                 "problems": plan.problems,
@@ -100,7 +97,7 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
         spec.export.url,
         spec.export.database
     );
-    let st = job.restore.clone().unwrap_or_default();
+    let st = job.restore_state().cloned().unwrap_or_default();
     for (w, members) in st.waves.iter().enumerate() {
         crate::outln!("wave {}:", w + 1);
         for &t in members {

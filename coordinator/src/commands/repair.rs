@@ -2,7 +2,7 @@
 //! nothing else. For a user who gives up on a load, or wants the target whole again now.
 
 use super::load_spec;
-use crate::target_changes;
+use crate::restore::changes;
 use anyhow::{anyhow, bail, Result};
 use protocol::{JobSpec, PgConn};
 use std::path::Path;
@@ -29,8 +29,8 @@ pub async fn run(spec: Option<&Path>, target: Option<&str>, dry_run: bool) -> Re
         }
         (None, None) => bail!("give a restore spec or --target URL"),
     };
-    let client = target_changes::connect(&conn).await?;
-    let pending = target_changes::pending(&client, None).await?;
+    let client = changes::connect(&conn).await?;
+    let pending = changes::pending(&client, None).await?;
     drop(client);
     if pending.is_empty() {
         crate::outln!("nothing pending: no restore left a change in this target");
@@ -52,7 +52,7 @@ pub async fn run(spec: Option<&Path>, target: Option<&str>, dry_run: bool) -> Re
         }
         return Ok(ExitCode::FAILURE);
     }
-    let report = target_changes::repair(&conn, sessions.clamp(1, 8), false).await?;
+    let report = changes::repair(&conn, sessions.clamp(1, 8), false).await?;
     crate::outln!("{}", report.summary());
     Ok(if report.pending.is_empty() {
         ExitCode::SUCCESS

@@ -11,12 +11,13 @@ use super::new_job_id;
 use super::progress::Progress;
 use crate::engine::{Engine, Publisher};
 use crate::job::{JobRun, JobState};
+use crate::store::{MemoryStore, StateStore};
 use anyhow::Result;
+use fleet_io::clients::Clients;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use worker::context::WorkerContext;
 
 /// Undo attempts after an interruption before leaving the rest to the durable record.
 const UNDO_ATTEMPTS: u32 = 3;
@@ -24,10 +25,14 @@ const UNDO_ATTEMPTS: u32 = 3;
 pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<ExitCode> {
     let spec = load_spec(path)?;
     let id = new_job_id();
-    let ctx = WorkerContext::new("local");
+    let ctx = Clients::new("local");
     let (results_tx, mut results) = mpsc::unbounded_channel();
     let mut fleet = worker::local::spawn_workers(ctx.clone(), workers, results_tx);
-    let mut engine = Engine::new(None, Publisher::Local(fleet.tasks.clone()), ctx);
+    let mut engine = Engine::new(
+        StateStore::Memory(MemoryStore::new()),
+        Publisher::Local(fleet.tasks.clone()),
+        ctx,
+    );
     let mut signals = Signals::new()?;
     let interrupted = tokio::select! {
         r = engine.start_job(&id, spec) => { r?; None }
@@ -71,9 +76,10 @@ pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<
     let c = job.counts();
     match job.state {
         JobState::Succeeded => {
-            let destination = match &job.spec {
-                protocol::JobSpec::Export(e) => e.output.url.clone(),
-                protocol::JobSpec::Restore(r) => r
+            let destination = match &job.kind {
+                crate::job::JobKind::Export(e) => e.spec.output.url.clone(),
+                crate::job::JobKind::Restore(r) => r
+                    .spec
                     .target
                     .url
                     .as_deref()
@@ -105,7 +111,7 @@ pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<
                 job.state.as_str(),
                 job.error.as_deref().unwrap_or("no reason recorded")
             );
-            if job.restore.is_some() {
+            if job.restore_state().is_some() {
                 crate::errln!("{}", undo_summary(&engine, job));
             }
             Ok(ExitCode::FAILURE)
@@ -146,7 +152,7 @@ async fn stop(
         return Ok(signal.exit_code());
     };
     let c = job.counts();
-    if job.restore.is_some() {
+    if job.restore_state().is_some() {
         for attempt in 1..=UNDO_ATTEMPTS {
             let pumped = tokio::select! {
                 r = engine.pump() => r,
@@ -168,13 +174,13 @@ async fn stop(
         c.done,
         job.chunks.len(),
         c.rows,
-        if job.restore.is_some() {
+        if job.restore_state().is_some() {
             "running the same restore again resumes it (loaded pieces are skipped)"
         } else {
             "running it again redoes it (finished parts are overwritten)"
         }
     );
-    if job.restore.is_some() {
+    if job.restore_state().is_some() {
         crate::errln!("{}", undo_summary(engine, job));
     }
     Ok(signal.exit_code())

@@ -1,11 +1,13 @@
 //! `coordinator serve`: the long-running driver of submitted jobs.
 
+use crate::broker::queue_stats::QueueMonitor;
+use crate::broker::rabbitmq_api::ManagementApi;
 use crate::broker::{AmqpBroker, Inbound};
 use crate::engine::{Engine, Publisher};
-use crate::queue_stats::QueueMonitor;
-use crate::rabbitmq_api::ManagementApi;
 use crate::store::PgStore;
+use crate::store::StateStore;
 use anyhow::Result;
+use fleet_io::clients::Clients;
 use protocol::topology::Topology;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,13 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use worker::context::WorkerContext;
 
 pub async fn run(
     state_url: &str,
     amqp_url: &str,
     topology: Topology,
-    (metrics_addr, metrics_access): (SocketAddr, worker::http::MetricsAccess),
+    (metrics_addr, metrics_access): (SocketAddr, fleet_io::http::MetricsAccess),
     cloudwatch: Option<CloudWatchOptions>,
     rabbitmq_api: Option<ManagementApi>,
     stall_timeout: Option<Duration>,
@@ -30,7 +31,7 @@ pub async fn run(
     let _serve_lock = store.lock_serve().await?;
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = crate::metrics::metrics();
-    let addr = worker::http::spawn_with_access(metrics_addr, ready.clone(), metrics_access)
+    let addr = fleet_io::http::spawn_with_access(metrics_addr, ready.clone(), metrics_access)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {metrics_addr} for metrics: {e}"))?;
     tracing::info!(%addr, "serving /metrics and /healthz");
@@ -45,7 +46,7 @@ pub async fn run(
     let mut queues = QueueMonitor::new(broker.clone(), rabbitmq_api, topology);
     let (stats_tx, stats_rx) = watch::channel(None);
     if let Some(cw) = cloudwatch {
-        crate::cloudwatch::BacklogPublisher {
+        crate::broker::cloudwatch::BacklogPublisher {
             stats: stats_rx,
             namespace,
             every: cw.every,
@@ -54,9 +55,9 @@ pub async fn run(
         .spawn(shutdown.clone());
     }
     let mut engine = Engine::new(
-        Some(store.clone()),
+        StateStore::Postgres(Box::new(store.clone())),
         Publisher::Amqp(broker.clone()),
-        WorkerContext::new("coordinator"),
+        Clients::new("coordinator"),
     )
     .with_stall_timeout(stall_timeout);
     for job in store.load_active().await? {

@@ -3,10 +3,10 @@
 //! longer. Never the whole file. Many footers are read concurrently.
 
 use bytes::{Bytes, BytesMut};
+use fleet_io::clients::Clients;
 use futures::stream::{self, StreamExt};
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use protocol::{ObjectLocation, S3Options};
-use worker::context::WorkerContext;
 
 /// Bytes read from the end of a file in the first request. Metadata of files written by Spark
 /// or arrow-rs with a few dozen columns and row groups fits easily.
@@ -139,7 +139,7 @@ pub fn decode_split(head: &[u8], tail: &[u8]) -> Result<Footer, String> {
 
 /// Read one footer with at most two ranged reads.
 pub async fn read_footer(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     root: &ObjectLocation,
     s3: &S3Options,
     key: &str,
@@ -151,7 +151,7 @@ pub async fn read_footer(
         )));
     }
     let tail_len = size.min(TAIL_BYTES);
-    let tail: Bytes = worker::objects::get_range(ctx, root, s3, key, size - tail_len..size)
+    let tail: Bytes = fleet_io::objects::get_range(ctx, root, s3, key, size - tail_len..size)
         .await
         .map_err(|e| FooterError::Read(e.to_string()))?;
     if tail.len() as u64 != tail_len {
@@ -165,7 +165,7 @@ pub async fn read_footer(
         Ok(footer) => Ok(footer),
         Err(rest) => {
             let want = rest.end - rest.start;
-            let head = worker::objects::get_range(ctx, root, s3, key, rest)
+            let head = fleet_io::objects::get_range(ctx, root, s3, key, rest)
                 .await
                 .map_err(|e| FooterError::Read(e.to_string()))?;
             if head.len() as u64 != want {
@@ -182,7 +182,7 @@ pub async fn read_footer(
 /// Read the footers of `files` (key, size), [`CONCURRENCY`] at a time. Results come back in
 /// the order of `files`.
 pub async fn read_footers(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     root: &ObjectLocation,
     s3: &S3Options,
     files: &[(String, u64)],

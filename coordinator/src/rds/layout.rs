@@ -4,9 +4,9 @@
 //! or the older flat layout), and `_SUCCESS` marks the folder it sits in. Pure.
 
 use super::{Batch, Notes};
+use fleet_io::objects::ObjectInfo;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
-use worker::objects::ObjectInfo;
 
 /// A table of the metadata claiming a folder.
 #[derive(Debug, Clone)]

@@ -15,10 +15,10 @@
 use super::metadata::*;
 use super::{assemble, Notes, MAX_NOTE_CHARS};
 use bytes::Bytes;
+use fleet_io::objects::ObjectInfo;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed};
 use serde_json::{json, Map, Value};
-use worker::objects::ObjectInfo;
 
 fn config(default_cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")

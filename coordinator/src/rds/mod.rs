@@ -14,6 +14,7 @@
 //! (Parquet footers). The assembly steps ([`assemble`], [`apply_footers`]) are pure, so every
 //! combination can be tested without I/O.
 
+pub mod export_info;
 pub mod footers;
 pub mod layout;
 pub mod metadata;
@@ -25,13 +26,13 @@ pub use metadata::{ColumnMapping, ExportInfo};
 
 use anyhow::anyhow;
 use bytes::Bytes;
+use fleet_io::clients::Clients;
+use fleet_io::objects::{self, ObjectInfo};
 use futures::stream::{self, StreamExt};
 use metadata::{Emptiness, StatusEntry, TableEntry};
 use protocol::ident::one_line;
 use protocol::{ObjectLocation, S3Options};
 use std::collections::{BTreeMap, BTreeSet};
-use worker::context::WorkerContext;
-use worker::objects::{self, ObjectInfo};
 
 /// What an export holds for one database.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -178,7 +179,7 @@ pub fn database_folder(database: &str) -> String {
 /// cannot be read (or holds no export at all); everything else is a warning or a problem in
 /// the inventory.
 pub async fn discover(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     root: &ObjectLocation,
     s3: &S3Options,
     database: &str,
@@ -240,7 +241,7 @@ fn unreadable_root(root: &ObjectLocation, err: &str) -> anyhow::Error {
 /// The root lists nothing useful: say what is there instead (other exports one level down,
 /// other folders), so the user can fix the URL.
 async fn no_export_here(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     root: &ObjectLocation,
     s3: &S3Options,
     database: &str,
@@ -271,11 +272,7 @@ async fn no_export_here(
 
 /// Bounded look at the root: its sub-folders (at most 50) and which of them (at most 20
 /// checked) hold an `export_info_*.json`.
-async fn probe(
-    ctx: &WorkerContext,
-    root: &ObjectLocation,
-    s3: &S3Options,
-) -> (Vec<String>, Vec<String>) {
+async fn probe(ctx: &Clients, root: &ObjectLocation, s3: &S3Options) -> (Vec<String>, Vec<String>) {
     const MAX_FOLDERS: usize = 50;
     const MAX_CHECKED: usize = 20;
     let mut folders = Vec::new();

@@ -3,9 +3,9 @@
 //! job specs inside READ ONLY transactions, and checks each plan by counting rows per chunk.
 //! Fails, never skips, when PostgreSQL is unreachable.
 
-use coordinator::catalog;
-use coordinator::chunking::{self, KeyDistribution};
-use coordinator::plan::{plan_export, ExportPlan, KeyChoice, TablePlan};
+use coordinator::export::catalog;
+use coordinator::export::chunking::{self, KeyDistribution};
+use coordinator::export::plan::{plan_export, ExportPlan, KeyChoice, TablePlan};
 use futures::FutureExt;
 use protocol::{quote_ident, ChunkRange, ExportSpec, JobSpec, QualifiedName};
 use std::panic::AssertUnwindSafe;

@@ -4,18 +4,18 @@
 //! be identical. Fails, never skips, when the S3 server is unreachable.
 
 use coordinator::rds::{self, ExportInventory};
+use fleet_io::clients::Clients;
 use pgfleet_tests::rds_fixture::{
     sample_batch, write_export, FixtureColumn, FixtureOptions, FixtureTable, IntStyle, KeyCase,
     WrittenExport,
 };
 use protocol::{ObjectLocation, S3Options};
 use std::path::PathBuf;
-use worker::context::WorkerContext;
 
 const DB: &str = "shop";
 
 struct Env {
-    ctx: WorkerContext,
+    ctx: Clients,
     client: aws_sdk_s3::Client,
     bucket: String,
     s3: S3Options,
@@ -32,7 +32,7 @@ impl Env {
         let dir = std::env::temp_dir().join(pgfleet_tests::unique("pgfleet-rds-inventory-"));
         std::fs::create_dir_all(&dir).unwrap();
         Env {
-            ctx: WorkerContext::new("rds-inventory-test"),
+            ctx: Clients::new("rds-inventory-test"),
             client,
             bucket,
             s3: S3Options {

@@ -115,11 +115,11 @@ async fn frozen_worker_gives_its_chunk_back_within_the_heartbeat() -> anyhow::Re
     // Both binaries say what they are built from (git commit of this checkout).
     let build_info = format!(
         r#"pgfleet_build_info{{revision="{}",version="{}"}}"#,
-        worker::metrics::REVISION,
-        worker::metrics::VERSION
+        fleet_io::build_info::REVISION,
+        fleet_io::build_info::VERSION
     );
     assert_ne!(
-        worker::metrics::REVISION,
+        fleet_io::build_info::REVISION,
         "unknown",
         "built from a git checkout"
     );

@@ -22,10 +22,10 @@ fn source(url: &str) -> PgConn {
 /// Connect the way workers and the coordinator do; the error is the one line they report,
 /// after the `host:port: ` it names (checked here, removed for the callers).
 async fn try_connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (config, tls) = worker::pg::pg_config(&source(url)).map_err(|e| e.message)?;
-    worker::pg::connect(&config, &tls).await.map_err(|e| {
+    let (config, tls) = fleet_io::pg::pg_config(&source(url)).map_err(|e| e.message)?;
+    fleet_io::pg::connect(&config, &tls).await.map_err(|e| {
         let e = e.to_string();
-        let endpoint = format!("{}: ", worker::pg::tls::endpoints(&config));
+        let endpoint = format!("{}: ", fleet_io::pg::connect::endpoints(&config));
         assert!(e.starts_with(&endpoint), "{url}: {e}");
         e[endpoint.len()..].to_string()
     })
@@ -136,7 +136,7 @@ async fn tls_postgres_sslmodes_verify_and_fail_clearly() -> anyhow::Result<()> {
     );
 
     // The worker's pooled connections go through the same connector.
-    let ctx = worker::context::WorkerContext::new("tls-test");
+    let ctx = fleet_io::clients::Clients::new("tls-test");
     let pooled = ctx
         .pg(&source(&pg.url(
             "localhost",
@@ -171,12 +171,12 @@ async fn tls_coordinator_run_exports_over_verify_full() -> anyhow::Result<()> {
         &format!("sslmode=verify-full&sslrootcert={}", pg.certs.ca.display()),
     );
     // A writable session (sources are read-only) to create the table.
-    let (config, tls) = worker::pg::pg_config(&PgConn {
+    let (config, tls) = fleet_io::pg::pg_config(&PgConn {
         read_only: false,
         ..source(&url)
     })
     .map_err(|e| anyhow::anyhow!(e.message))?;
-    let client = worker::pg::connect(&config, &tls).await?;
+    let client = fleet_io::pg::connect(&config, &tls).await?;
     client
         .batch_execute(&format!(
             "CREATE TABLE tls_rows (id bigint PRIMARY KEY, name text);
@@ -295,22 +295,22 @@ async fn tls_amqps_with_a_private_ca() -> anyhow::Result<()> {
     let certs = Certs::generate(&dir)?;
     let proxy = rabbit_proxy(&certs).await?;
     let url = amqps_url(&proxy, "localhost");
-    let ca_pem = worker::amqp::read_ca_file(&certs.ca)?;
+    let ca_pem = fleet_io::amqp::read_ca_file(&certs.ca)?;
 
     // Without the CA the broker's certificate is not trusted.
-    let err = worker::amqp::connect_with_ca(&url, "pgfleet-tls-test", None)
+    let err = fleet_io::amqp::connect_with_ca(&url, "pgfleet-tls-test", None)
         .await
         .expect_err("amqps without the private CA must fail");
     eprintln!("amqps without the CA: {err}");
     // With the wrong CA neither.
-    let other_pem = worker::amqp::read_ca_file(&certs.other_ca)?;
-    worker::amqp::connect_with_ca(&url, "pgfleet-tls-test", Some(&other_pem))
+    let other_pem = fleet_io::amqp::read_ca_file(&certs.other_ca)?;
+    fleet_io::amqp::connect_with_ca(&url, "pgfleet-tls-test", Some(&other_pem))
         .await
         .expect_err("amqps with another CA must fail");
 
     // With it: declare, publish with confirm, get the message back.
-    let conn = worker::amqp::connect_with_ca(&url, "pgfleet-tls-test", Some(&ca_pem)).await?;
-    let channel = worker::amqp::confirm_channel(&conn).await?;
+    let conn = fleet_io::amqp::connect_with_ca(&url, "pgfleet-tls-test", Some(&ca_pem)).await?;
+    let channel = fleet_io::amqp::confirm_channel(&conn).await?;
     let queue = unique("pgfleet-tls-q-");
     channel
         .queue_declare(
@@ -322,7 +322,7 @@ async fn tls_amqps_with_a_private_ca() -> anyhow::Result<()> {
             lapin::types::FieldTable::default(),
         )
         .await?;
-    worker::amqp::publish_confirmed(&channel, &queue, b"over amqps").await?;
+    fleet_io::amqp::publish_confirmed(&channel, &queue, b"over amqps").await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
         if let Some(m) = channel
@@ -340,13 +340,13 @@ async fn tls_amqps_with_a_private_ca() -> anyhow::Result<()> {
         .await?;
 
     // The process-wide CA (what --amqp-ca-file sets) is used by the plain connect.
-    worker::amqp::set_ca_file(&certs.ca)?;
-    let conn2 = worker::amqp::connect(&url, "pgfleet-tls-test").await?;
+    fleet_io::amqp::set_ca_file(&certs.ca)?;
+    let conn2 = fleet_io::amqp::connect(&url, "pgfleet-tls-test").await?;
     assert!(conn2.status().connected());
     let _ = conn2.close(200, "bye".into()).await;
     let _ = conn.close(200, "bye".into()).await;
     // A file without a certificate is refused in one line.
-    let err = worker::amqp::read_ca_file(&certs.server.key).unwrap_err();
+    let err = fleet_io::amqp::read_ca_file(&certs.server.key).unwrap_err();
     assert!(
         err.to_string().contains("holds no PEM certificate"),
         "{err}"

@@ -17,8 +17,6 @@
 //! is OPTIONAL; NULL (an empty unquoted CSV field) and "" (`""`) stay distinct.
 
 use super::session::Session;
-use crate::error::{pg_error, TaskError};
-use crate::sink::ObjectWriter;
 use arrow::array::{
     Array, ArrayRef, BinaryArray, BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder,
     Int16Builder, Int32Builder, Int64Builder, StringArray,
@@ -26,6 +24,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::{Bytes, BytesMut};
+use fleet_io::error::{pg_error, TaskError};
+use fleet_io::sink::ObjectWriter;
 use futures::Stream;
 use memchr::{memchr, memchr2};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
@@ -852,7 +852,7 @@ pub(super) fn prepare(task: &ExportChunk) -> Result<Vec<ColumnSpec>, TaskError> 
 /// Stream the chunk into `writer` as one Parquet file (all parts written, not yet finished);
 /// returns the row count.
 pub(super) async fn stream_chunk(
-    ctx: &crate::context::WorkerContext,
+    ctx: &fleet_io::clients::Clients,
     task: &ExportChunk,
     specs: &[ColumnSpec],
     query: &str,

@@ -4,9 +4,9 @@
 //! out a connection in the middle of a transaction.
 
 use super::validate_snapshot_id;
-use crate::context::WorkerContext;
-use crate::error::{pg_error, TaskError};
 use deadpool_postgres::Object;
+use fleet_io::clients::Clients;
+use fleet_io::error::{pg_error, TaskError};
 use protocol::ExportChunk;
 
 pub struct Session {
@@ -18,7 +18,7 @@ pub struct Session {
 impl Session {
     /// Check out a connection and open the transaction (importing the snapshot and setting the
     /// statement timeout when the task asks for them).
-    pub async fn begin(ctx: &WorkerContext, task: &ExportChunk) -> Result<Self, TaskError> {
+    pub async fn begin(ctx: &Clients, task: &ExportChunk) -> Result<Self, TaskError> {
         if let Some(id) = &task.snapshot {
             validate_snapshot_id(id)?;
         }

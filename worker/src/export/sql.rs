@@ -2,7 +2,7 @@
 //! rendered here, text bounds through `quote_literal` (COPY takes no parameters); the snapshot
 //! id is checked against a strict pattern before being spliced.
 
-use crate::error::TaskError;
+use fleet_io::error::TaskError;
 use protocol::{quote_ident, quote_literal, ChunkRange, ExportChunk, KeyColumn};
 
 /// `COPY (SELECT "a", "b" FROM "s"."t" WHERE ...) TO STDOUT (FORMAT csv)`.

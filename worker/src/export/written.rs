@@ -8,20 +8,19 @@
 //! only thing that writes them, never delivers a task twice.
 
 use super::ChunkStats;
-use crate::context::WorkerContext;
-use crate::error::TaskError;
 use aws_sdk_s3::error::DisplayErrorContext;
+use fleet_io::clients::Clients;
+use fleet_io::error::TaskError;
 use memchr::memchr2_iter;
 use parquet::file::metadata::ParquetMetaDataReader;
 use protocol::{ExportChunk, ObjectLocation, OutputFormat};
 use std::io::Write;
 
-/// User metadata key (`x-amz-meta-pgfleet-task`) holding the id of the task that wrote a part.
-pub const TASK_METADATA: &str = "pgfleet-task";
+pub use fleet_io::sink::TASK_METADATA;
 
 /// `Some(stats)` when the task's object exists and was written by `task_id`.
 pub async fn already_written(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     task: &ExportChunk,
     task_id: &str,
 ) -> Result<Option<ChunkStats>, TaskError> {
@@ -78,7 +77,7 @@ async fn csv_rows(
     let mut counter = RecordCounter::default();
     let mut gunzip = gzip.then(|| flate2::write::MultiGzDecoder::new(RecordCounter::default()));
     // The SDK's timeouts end at the response head: bound every wait for more of the body.
-    let idle = crate::context::s3_attempt_timeout();
+    let idle = fleet_io::clients::s3_attempt_timeout();
     loop {
         let next = tokio::time::timeout(idle, body.try_next())
             .await
@@ -130,13 +129,9 @@ impl Write for RecordCounter {
 }
 
 /// Rows of a Parquet part, from its footer (two small ranged reads).
-async fn parquet_rows(
-    ctx: &WorkerContext,
-    task: &ExportChunk,
-    size: u64,
-) -> Result<u64, TaskError> {
+async fn parquet_rows(ctx: &Clients, task: &ExportChunk, size: u64) -> Result<u64, TaskError> {
     let range = |start: u64, end: u64| {
-        crate::objects::get_range(
+        fleet_io::objects::get_range(
             ctx,
             &task.output.location,
             &task.output.s3,

@@ -15,17 +15,17 @@
 //! Arrow batch of [`reader::BATCH_ROWS`] rows, and about 1 MiB of COPY text (`FLUSH_BYTES`).
 
 pub mod copy_text;
-pub mod ledger;
+use fleet_io::ledger;
 pub mod reader;
 
-use crate::context::WorkerContext;
-use crate::error::{pg_error, TaskError};
 use crate::export::ChunkStats;
-use crate::sink::object_url;
 use arrow::array::ArrayRef;
 use bytes::BytesMut;
 use copy_text::{decode_dictionary, RowEncoder};
 use deadpool_postgres::Object;
+use fleet_io::clients::Clients;
+use fleet_io::error::{pg_error, TaskError};
+use fleet_io::sink::object_url;
 use futures::{SinkExt, StreamExt};
 use protocol::{quote_ident, RestoreFile};
 use reader::ObjectReader;
@@ -37,10 +37,7 @@ const FLUSH_BYTES: usize = 1024 * 1024;
 
 /// Run one restore task. Errors name the table, the object and the row groups, and say
 /// whether a retry can help.
-pub async fn restore_file(
-    ctx: &WorkerContext,
-    task: &RestoreFile,
-) -> Result<ChunkStats, TaskError> {
+pub async fn restore_file(ctx: &Clients, task: &RestoreFile) -> Result<ChunkStats, TaskError> {
     let url = object_url(&task.object.location, &task.object.key);
     let table = task.table.display_name();
     let groups = match task.row_groups {
@@ -63,7 +60,7 @@ pub async fn restore_file(
     result.map_err(|e| e.context(format_args!("restoring {table} from {url}{groups}")))
 }
 
-async fn run(ctx: &WorkerContext, task: &RestoreFile) -> Result<ChunkStats, TaskError> {
+async fn run(ctx: &Clients, task: &RestoreFile) -> Result<ChunkStats, TaskError> {
     if task.columns.is_empty() {
         return Err(TaskError::fatal(
             "the task lists no columns to load; re-plan the restore",
@@ -335,7 +332,7 @@ struct Session {
 }
 
 impl Session {
-    async fn begin(ctx: &WorkerContext, task: &RestoreFile) -> Result<Self, TaskError> {
+    async fn begin(ctx: &Clients, task: &RestoreFile) -> Result<Self, TaskError> {
         let conn = ctx.pg(&task.target).await?;
         let mut session = Self {
             conn: Some(conn),

@@ -1,5 +1,5 @@
 //! Streaming one Parquet object with ranged reads: an [`AsyncFileReader`] over
-//! [`crate::objects::get_range`] (S3 or a local folder), the footer in one read of the object's
+//! [`fleet_io::objects::get_range`] (S3 or a local folder), the footer in one read of the object's
 //! tail (its size is known from the listing), column chunks of one row group at a time with
 //! nearby ranges coalesced into one request.
 //!
@@ -8,11 +8,11 @@
 //! file is corrupt or not Parquet, which no retry fixes. A panic inside the Parquet decoder on a
 //! malformed file is turned into such an error too.
 
-use crate::context::WorkerContext;
-use crate::error::{io_error, TaskError};
-use crate::objects::get_range;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use fleet_io::clients::Clients;
+use fleet_io::error::{io_error, TaskError};
+use fleet_io::objects::get_range;
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
@@ -40,7 +40,7 @@ pub const BATCH_ROWS: usize = 8192;
 /// Ranged reads of one object, counting the bytes read.
 #[derive(Clone)]
 pub struct ObjectReader {
-    ctx: WorkerContext,
+    ctx: Clients,
     object: Arc<ObjectRef>,
     bytes_read: Arc<AtomicU64>,
     /// The object's last bytes, read with the footer: data ranges inside it (a small file's
@@ -49,7 +49,7 @@ pub struct ObjectReader {
 }
 
 impl ObjectReader {
-    pub fn new(ctx: &WorkerContext, object: &ObjectRef) -> Self {
+    pub fn new(ctx: &Clients, object: &ObjectRef) -> Self {
         Self {
             ctx: ctx.clone(),
             object: Arc::new(object.clone()),
@@ -71,7 +71,7 @@ impl ObjectReader {
         let ObjectLocation::File { root } = &o.location else {
             return Ok(());
         };
-        let path = crate::sink::file::resolve(root, &o.key)?;
+        let path = fleet_io::sink::file::resolve(root, &o.key)?;
         let meta = tokio::fs::metadata(&path).await.map_err(|e| {
             let err = io_error(format_args!("reading {}", path.display()), &e);
             if e.kind() == std::io::ErrorKind::NotFound {

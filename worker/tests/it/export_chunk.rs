@@ -663,7 +663,7 @@ async fn put_object_writes_small_objects() {
     let body = bytes::Bytes::from_static(b"{\"ok\":true}");
     // (A missing bucket cannot be tested here: s3s-fs creates buckets on PutObject. The
     // classification of NoSuchBucket is unit-tested in error.rs.)
-    worker::sink::put_object(
+    fleet_io::sink::put_object(
         &ctx,
         &location,
         &opts,
@@ -687,7 +687,7 @@ async fn put_object_writes_small_objects() {
     let file_loc = ObjectLocation::File {
         root: root.to_string_lossy().to_string(),
     };
-    worker::sink::put_object(
+    fleet_io::sink::put_object(
         &ctx,
         &file_loc,
         &opts,

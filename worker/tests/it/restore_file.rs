@@ -15,6 +15,9 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::BytesMut;
+use fleet_io::clients::Clients;
+use fleet_io::error::TaskError;
+use fleet_io::ledger;
 use futures::{SinkExt, TryStreamExt};
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
@@ -30,10 +33,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_postgres::types::Type;
 use tokio_postgres::SimpleQueryMessage;
-use worker::context::WorkerContext;
-use worker::error::TaskError;
 use worker::export::ChunkStats;
-use worker::restore::{ledger, restore_file};
+use worker::restore::restore_file;
 
 const EXPORT: &str = "s3://rds-exports/snap-test/";
 
@@ -69,7 +70,7 @@ impl Drop for TempDir {
 }
 
 /// A scratch database with the ledger created, and a context whose pools write to it.
-async fn setup() -> (ScratchDb, WorkerContext) {
+async fn setup() -> (ScratchDb, Clients) {
     let db = ScratchDb::create().await;
     db.client
         .batch_execute(ledger::LEDGER_DDL)

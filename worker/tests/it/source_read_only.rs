@@ -212,8 +212,8 @@ async fn source_connections_are_read_only_by_default() {
 
     let source = db.source();
     assert!(source.read_only);
-    let (config, tls) = worker::pg::pg_config(&source).expect("pg_config");
-    let direct = worker::pg::connect(&config, &tls)
+    let (config, tls) = fleet_io::pg::pg_config(&source).expect("pg_config");
+    let direct = fleet_io::pg::connect(&config, &tls)
         .await
         .unwrap_or_else(|e| panic!("connect: {}", e.message));
     let ctx = common::worker_ctx();
@@ -248,8 +248,8 @@ async fn source_connections_are_read_only_by_default() {
     // statements.
     let mut target = source.clone();
     target.read_only = false;
-    let (config, tls) = worker::pg::pg_config(&target).expect("pg_config");
-    let writable = worker::pg::connect(&config, &tls)
+    let (config, tls) = fleet_io::pg::pg_config(&target).expect("pg_config");
+    let writable = fleet_io::pg::connect(&config, &tls)
         .await
         .unwrap_or_else(|e| panic!("connect: {}", e.message));
     writable

@@ -4,13 +4,13 @@
 #![allow(dead_code)]
 
 use aws_sdk_s3::Client;
+use fleet_io::clients::Clients;
 use protocol::{
     ChunkRange, ColumnExport, ExportChunk, ObjectLocation, OutputFormat, OutputTarget, PgConn,
     QualifiedName, S3Options, Transform,
 };
 use std::sync::Once;
 use tokio_postgres::NoTls;
-use worker::context::WorkerContext;
 
 pub const MIN_PART: u64 = 5 * 1024 * 1024;
 
@@ -249,9 +249,9 @@ fn s3_fs_root() -> String {
     panic!("no running s3s-fs found; set PGFLEET_TEST_S3_FS_ROOT to its data folder")
 }
 
-pub fn worker_ctx() -> WorkerContext {
+pub fn worker_ctx() -> Clients {
     init_env();
-    WorkerContext::new("test-worker")
+    Clients::new("test-worker")
 }
 
 /// A task with sensible defaults; tests adjust what they need.

@@ -60,7 +60,7 @@ pub async fn loaded_rows<C: GenericClient + Sync>(
 
 /// Step 1: claim the piece. True when this transaction inserted the row (the piece is ours to
 /// load), false when it was already loaded by a committed transaction.
-pub(crate) async fn claim<C: GenericClient + Sync>(
+pub async fn claim<C: GenericClient + Sync>(
     client: &C,
     export: &str,
     piece: &str,
@@ -78,12 +78,12 @@ pub(crate) async fn claim<C: GenericClient + Sync>(
 
 /// What the ledger says about a piece already loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LoadedPiece {
+pub struct LoadedPiece {
     pub rows: Option<i64>,
     pub table: QualifiedName,
 }
 
-pub(crate) async fn loaded_piece<C: GenericClient + Sync>(
+pub async fn loaded_piece<C: GenericClient + Sync>(
     client: &C,
     export: &str,
     piece: &str,
@@ -105,7 +105,7 @@ pub(crate) async fn loaded_piece<C: GenericClient + Sync>(
 }
 
 /// Step 3: record the COPY's row count on the claimed row.
-pub(crate) async fn record_rows<C: GenericClient + Sync>(
+pub async fn record_rows<C: GenericClient + Sync>(
     client: &C,
     export: &str,
     piece: &str,

@@ -6,7 +6,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use protocol::{PgConn, S3Options};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,7 +57,7 @@ impl From<&S3Options> for S3Key {
 }
 
 #[derive(Clone)]
-pub struct WorkerContext {
+pub struct Clients {
     inner: Arc<Inner>,
 }
 
@@ -69,7 +69,7 @@ struct Inner {
     s3: tokio::sync::Mutex<HashMap<S3Key, aws_sdk_s3::Client>>,
 }
 
-impl WorkerContext {
+impl Clients {
     pub fn new(worker_name: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -99,16 +99,7 @@ impl WorkerContext {
             return Ok(pool.clone());
         }
         let (config, tls) = crate::pg::pg_config(conn)?;
-        let manager = crate::pg::pool_manager(
-            config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
+        let pool = crate::pg::pool(config, tls, POOL_SIZE)
             .map_err(|e| TaskError::fatal(format!("creating PostgreSQL pool: {e}")))?;
         pools.insert(key, pool.clone());
         Ok(pool)

@@ -2,13 +2,15 @@
 //! writes every transition here, so a restarted coordinator continues where it stopped;
 //! `submit`, `status` and `cancel` talk to the fleet only through these tables.
 
-use crate::job::{ChunkRun, ChunkState, JobRun, JobState, TableRun, TableWork};
+use crate::job::{
+    ChunkRun, ChunkState, ExportJob, JobKind, JobRun, JobState, RestoreJob, TableRun, TableWork,
+};
 use anyhow::{anyhow, bail, Context, Result};
-use deadpool_postgres::{ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
+use fleet_io::pg::PgTls;
 use protocol::spec::redact_url;
 use protocol::{JobSpec, Outcome, ResultEnvelope};
 use std::time::SystemTime;
-use worker::pg::PgTls;
 
 const MIGRATION: &str = r#"
 CREATE SCHEMA IF NOT EXISTS pgfleet;
@@ -134,7 +136,7 @@ pub struct TableSummary {
 /// `PGSSLMODE` / `PGSSLROOTCERT`).
 fn pg_config(url: &str) -> Result<(tokio_postgres::Config, PgTls)> {
     let (mut cfg, tls) =
-        worker::pg::url_config(url, "the state database URL").map_err(|e| anyhow!(e.message))?;
+        fleet_io::pg::url_config(url, "the state database URL").map_err(|e| anyhow!(e.message))?;
     if cfg.get_password().is_none() {
         if let Ok(pw) = std::env::var("PGPASSWORD") {
             cfg.password(pw);
@@ -151,7 +153,7 @@ impl PgStore {
     /// missing.
     pub async fn connect(url: &str) -> Result<Self> {
         let (cfg, tls) = pg_config(url)?;
-        if let Err(e) = worker::pg::connect(&cfg, &tls).await {
+        if let Err(e) = fleet_io::pg::connect(&cfg, &tls).await {
             if !is_missing_database(&e) {
                 bail!(
                     "cannot connect to the state database {}: {e}. Set --state-url / PGFLEET_STATE_URL",
@@ -170,7 +172,7 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let (cfg, tls) = pg_config(url)?;
         let shown = redact_url(url);
-        let client = match worker::pg::connect(&cfg, &tls).await {
+        let client = match fleet_io::pg::connect(&cfg, &tls).await {
             Ok(c) => c,
             Err(e) if is_missing_database(&e) => bail!(
                 "the state database {shown} does not exist. `coordinator serve` creates it when it \
@@ -197,17 +199,7 @@ impl PgStore {
 
     fn pooled(cfg: tokio_postgres::Config, tls: PgTls) -> Result<Self> {
         let listen_config = (cfg.clone(), tls.clone());
-        let manager = worker::pg::pool_manager(
-            cfg,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(4)
-            .build()
-            .context("building the state database pool")?;
+        let pool = fleet_io::pg::pool(cfg, tls, 4).context("building the state database pool")?;
         Ok(Self {
             pool,
             listen_config,
@@ -284,7 +276,7 @@ impl PgStore {
         tokio::spawn(async move {
             let mut ready = Some(ready_tx);
             while !tx.is_closed() {
-                let session = match worker::pg::tls::connect_listening(&cfg, &tls).await {
+                let session = match fleet_io::pg::connect::connect_listening(&cfg, &tls).await {
                     Ok((client, ids)) => client
                         .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
                         .await
@@ -410,10 +402,10 @@ impl PgStore {
             &[
                 &job.id,
                 &job.state.as_str(),
-                &job.snapshot,
+                &job.export().and_then(|e| e.snapshot.as_deref()),
                 &serde_json::to_value(&job.notes)?,
-                &job.restore.as_ref().map(serde_json::to_value).transpose()?,
-                &job.source_database,
+                &job.restore_state().map(serde_json::to_value).transpose()?,
+                &job.export().and_then(|e| e.source_database.as_deref()),
             ],
         )
         .await?;
@@ -527,7 +519,7 @@ impl PgStore {
             "UPDATE pgfleet.jobs SET restore_state = $2, updated_at = now() WHERE id = $1",
             &[
                 &job.id,
-                &job.restore.as_ref().map(serde_json::to_value).transpose()?,
+                &job.restore_state().map(serde_json::to_value).transpose()?,
             ],
         )
         .await?;
@@ -600,20 +592,29 @@ impl PgStore {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let kind = match spec {
+                JobSpec::Export(spec) => JobKind::Export(ExportJob {
+                    spec,
+                    snapshot: j.get(3),
+                    source_database: j.get(7),
+                }),
+                JobSpec::Restore(spec) => JobKind::Restore(RestoreJob {
+                    spec,
+                    state: j
+                        .get::<_, Option<serde_json::Value>>(6)
+                        .map(serde_json::from_value)
+                        .transpose()
+                        .with_context(|| format!("job {id}: stored restore state is unreadable"))?,
+                }),
+            };
             out.push(JobRun {
                 id,
-                spec,
+                kind,
                 state,
-                snapshot: j.get(3),
                 tables,
                 chunks,
                 notes: serde_json::from_value(j.get(4)).unwrap_or_default(),
                 error: j.get(5),
-                restore: j
-                    .get::<_, Option<serde_json::Value>>(6)
-                    .map(serde_json::from_value)
-                    .transpose()?,
-                source_database: j.get(7),
             });
         }
         Ok(out)
@@ -715,7 +716,7 @@ async fn create_database(cfg: &tokio_postgres::Config, tls: &PgTls) -> Result<()
     let db = cfg.get_dbname().unwrap_or("pgfleet_state").to_string();
     let mut admin = cfg.clone();
     admin.dbname("postgres");
-    let client = worker::pg::connect(&admin, tls).await.map_err(|e| {
+    let client = fleet_io::pg::connect(&admin, tls).await.map_err(|e| {
         anyhow!(
             "state database {db:?} does not exist and the server is unreachable to create it: {e}"
         )
@@ -737,7 +738,7 @@ async fn create_database(cfg: &tokio_postgres::Config, tls: &PgTls) -> Result<()
     }
 }
 
-fn is_missing_database(e: &worker::pg::ConnectError) -> bool {
+fn is_missing_database(e: &fleet_io::pg::ConnectError) -> bool {
     e.db_error()
         .is_some_and(|d| d.code() == &tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
 }

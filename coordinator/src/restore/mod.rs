@@ -1,20 +1,27 @@
-//! Restore jobs on the coordinator side: plan (export inventory × target catalog → waves and
-//! file tasks, with every problem found), prepare the target (ledger, truncate, drop cycle
-//! foreign keys and deferred indexes), finish (put them back, validate, reset sequences), and
-//! undo after a failure. The loading itself is the workers' `RestoreFile` tasks.
+//! Restore jobs on the coordinator side, with the entry points the engine calls for every job
+//! kind: [`plan`] (export inventory × target catalog → waves and pieces, one task each; any
+//! problem refuses the job), [`prepare`] (ledger, truncate, drop cycle foreign keys and
+//! deferred indexes, each recorded in the target first), [`finalize_table`] (row check),
+//! [`finish`] (put them back, validate, reset sequences) and [`undo`] (after a failure or a
+//! cancel). The loading itself is the workers' `RestoreFile` tasks.
 
-use crate::job::{ChunkWork, FilePiece, JobRun, RestoreState, RestoreTable, TableRun, TableWork};
-use crate::rds::{self, ExportTable};
-use crate::target::{self, ExtensionTable, ForeignKey, TargetCatalog, TargetTable};
-use crate::target_changes::{self, Change, Repair};
-use crate::waves::{plan_waves, FkEdge};
-use anyhow::{anyhow, Context, Result};
-use protocol::spec::{NonEmptyPolicy, RestoreSpec};
-use protocol::{
-    JobSpec, LedgerKey, ObjectRef, QualifiedName, RestoreColumn, RestoreFile, RowGroupRange,
+pub mod changes;
+pub mod target;
+pub mod waves;
+
+use crate::job::{
+    ChunkWork, FilePiece, JobKind, JobRun, RestoreJob, RestoreState, RestoreTable, TableRun,
+    TableWork,
 };
+use crate::rds::{self, ExportTable};
+use anyhow::{anyhow, bail, Context, Result};
+use changes::{Change, Repair};
+use fleet_io::clients::Clients;
+use protocol::spec::{NonEmptyPolicy, RestoreSpec};
+use protocol::{LedgerKey, ObjectRef, QualifiedName, RestoreColumn, RestoreFile, RowGroupRange};
 use std::collections::{BTreeMap, HashMap};
-use worker::context::WorkerContext;
+use target::{ExtensionTable, ForeignKey, TargetCatalog, TargetTable};
+use waves::{plan_waves, FkEdge};
 
 /// A planned restore and everything found wrong on the way. Problems stop the job before
 /// anything loads; warnings are reported.
@@ -26,7 +33,7 @@ pub struct RestorePlan {
 
 /// Connect to the target (writable, unlike export sources).
 pub async fn connect(spec: &RestoreSpec) -> Result<tokio_postgres::Client> {
-    target_changes::connect(&spec.target.conn()).await
+    changes::connect(&spec.target.conn()).await
 }
 
 struct Selected<'a> {
@@ -34,7 +41,40 @@ struct Selected<'a> {
     target: &'a TargetTable,
 }
 
-pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<RestorePlan> {
+/// The engine's entry point: put back what earlier restores into the same target left pending
+/// (a crash, a kill, a lost machine) so the plan sees the target's real schema, then plan;
+/// any problem refuses the job before anything loads.
+pub async fn plan(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<JobRun> {
+    repair_target(id, spec).await?;
+    let plan = inspect(ctx, id, spec).await?;
+    if !plan.problems.is_empty() {
+        bail!(
+            "the export and the target disagree; nothing was loaded:\n  {}",
+            plan.problems.join("\n  ")
+        );
+    }
+    Ok(plan.job)
+}
+
+async fn repair_target(id: &str, spec: &RestoreSpec) -> Result<()> {
+    let report = changes::repair(&spec.target.conn(), sessions(spec), false)
+        .await
+        .context("putting back what an earlier restore left pending in the target")?;
+    for r in &report.restored {
+        tracing::info!(
+            job = id,
+            "put back, left pending by an earlier restore: {r}"
+        );
+    }
+    for p in &report.pending {
+        tracing::warn!(job = id, "still pending in the target: {p}");
+    }
+    Ok(())
+}
+
+/// The whole plan, with every problem and warning found (what `coordinator plan` shows).
+/// Only reads, from the export and the target.
+pub async fn inspect(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<RestorePlan> {
     let root = spec.export_location().map_err(|e| anyhow!(e))?;
     let inventory = rds::discover(
         ctx,
@@ -54,7 +94,7 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
 
     let mut problems = inventory.problems.clone();
     let mut warnings = inventory.warnings.clone();
-    let pending = target_changes::pending(&client, None).await?;
+    let pending = changes::pending(&client, None).await?;
     if !pending.is_empty() {
         warnings.push(format!(
             "the target has {} change(s) an earlier restore did not put back: a restore job puts them back before it loads (`coordinator repair` does only that):\n    {}",
@@ -170,8 +210,8 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
         if !has_user_rows {
             continue;
         }
-        let resumed = ledger_exists
-            && worker::restore::ledger::loaded_rows(&client, &export_name, name).await? > 0;
+        let resumed =
+            ledger_exists && fleet_io::ledger::loaded_rows(&client, &export_name, name).await? > 0;
         if resumed {
             notes.push(format!(
                 "{}: resuming a restore of this export",
@@ -274,13 +314,7 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
     } else {
         Vec::new()
     };
-    let mut job = JobRun::new(
-        id.to_string(),
-        JobSpec::Restore(spec.clone()),
-        tables,
-        notes,
-    );
-    job.restore = Some(RestoreState {
+    let state = RestoreState {
         export: export_name,
         waves: waves
             .waves
@@ -293,7 +327,12 @@ pub async fn plan(ctx: &WorkerContext, id: &str, spec: &RestoreSpec) -> Result<R
         truncate,
         restored: false,
         recorded: true,
+    };
+    let kind = JobKind::Restore(RestoreJob {
+        spec: spec.clone(),
+        state: Some(state),
     });
+    let job = JobRun::of_kind(id.to_string(), kind, tables, notes);
     Ok(RestorePlan {
         job,
         problems,
@@ -331,7 +370,7 @@ fn unmatched_patterns(
     if problems.is_empty() && !any && !names.is_empty() {
         problems.push(format!(
             "no table of the export matches {}",
-            crate::catalog::describe_selection(include, exclude)
+            crate::export::catalog::describe_selection(include, exclude)
         ));
     }
     problems
@@ -539,8 +578,7 @@ pub fn task(
 ) -> Result<RestoreFile> {
     let location = spec.export_location().map_err(|e| anyhow!(e))?;
     let export = job
-        .restore
-        .as_ref()
+        .restore_state()
         .map(|r| r.export.clone())
         .unwrap_or_else(|| spec.export.url.clone());
     let range = piece
@@ -568,20 +606,61 @@ pub fn task(
 }
 
 fn state(job: &JobRun) -> Result<(&RestoreSpec, &RestoreState)> {
-    match (job.restore_spec(), job.restore.as_ref()) {
+    match (job.restore_spec(), job.restore_state()) {
         (Some(s), Some(r)) => Ok((s, r)),
         _ => Err(anyhow!("job {} is not a restore", job.id)),
     }
 }
 
-/// Before any load: the ledger, TRUNCATE where the policy says so, then drop cycle (or deferred)
-/// foreign keys and deferred indexes, each recorded in the target in the same transaction as
-/// its DROP (see `target_changes`). Runs after the plan is saved, with the job's lock held.
-pub async fn prepare(job: &JobRun) -> Result<()> {
+/// Before any load, once the plan is saved: take the job's lock on the target (into `hold`:
+/// held for as long as the job's changes are out, so no repair by anyone else undoes them,
+/// even if what follows fails), then [`change_target`].
+pub async fn prepare(job: &JobRun, hold: &mut Option<tokio_postgres::Client>) -> Result<()> {
+    let (spec, _) = state(job)?;
+    *hold = Some(changes::hold_job_lock(&spec.target.conn(), &job.id).await?);
+    change_target(job).await
+}
+
+/// A job continued after a coordinator restart: its lock again while its changes are out.
+pub async fn resume(job: &JobRun) -> Result<Option<tokio_postgres::Client>> {
+    match (job.restore_spec(), job.restore_state()) {
+        (Some(spec), Some(st)) if !st.restored => Ok(Some(
+            changes::hold_job_lock(&spec.target.conn(), &job.id).await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Every piece of a table is loaded: the rows must be the export's (at most, under an
+/// extension's configuration filter). `Err` says why the job fails.
+pub fn finalize_table(job: &JobRun, table_idx: u32) -> std::result::Result<(), String> {
+    let TableWork::Restore(r) = &job.tables[table_idx as usize].work else {
+        return Ok(());
+    };
+    let loaded = job.table_rows(table_idx);
+    let complete = match r.filter {
+        None => loaded == r.expected_rows,
+        Some(_) => loaded <= r.expected_rows,
+    };
+    if complete {
+        Ok(())
+    } else {
+        Err(format!(
+            "table {}: loaded {loaded} rows but the export has {}",
+            r.table.display_name(),
+            r.expected_rows
+        ))
+    }
+}
+
+/// The ledger, TRUNCATE where the policy says so, then drop cycle (or deferred) foreign keys
+/// and deferred indexes, each recorded in the target in the same transaction as its DROP (see
+/// [`changes`]).
+async fn change_target(job: &JobRun) -> Result<()> {
     let (spec, st) = state(job)?;
     let mut client = connect(spec).await?;
     client
-        .batch_execute(worker::restore::ledger::LEDGER_DDL)
+        .batch_execute(fleet_io::ledger::LEDGER_DDL)
         .await
         .context("creating the pgfleet_restore ledger in the target")?;
     if !st.truncate.is_empty() {
@@ -591,7 +670,7 @@ pub async fn prepare(job: &JobRun) -> Result<()> {
             .await
             .with_context(|| format!("TRUNCATE {}", list.join(", ")))?;
     }
-    target_changes::record_and_drop(&mut client, &planned_changes(job, st)).await
+    changes::record_and_drop(&mut client, &planned_changes(job, st)).await
 }
 
 /// What the plan drops, as changes to record.
@@ -613,7 +692,7 @@ fn planned_changes(job: &JobRun, st: &RestoreState) -> Vec<Change> {
 pub async fn finish(job: &JobRun) -> Result<Repair> {
     let (spec, st) = state(job)?;
     let mut report = put_back_job(job, true).await?;
-    let others = target_changes::repair(&spec.target.conn(), sessions(spec), false).await?;
+    let others = changes::repair(&spec.target.conn(), sessions(spec), false).await?;
     report.merge(others);
     let client = connect(spec).await?;
     for s in &st.sequences {
@@ -643,11 +722,11 @@ async fn put_back_job(job: &JobRun, must_validate: bool) -> Result<Repair> {
     let (spec, st) = state(job)?;
     let changes = if st.recorded {
         let client = connect(spec).await?;
-        target_changes::pending(&client, Some(&job.id)).await?
+        changes::pending(&client, Some(&job.id)).await?
     } else {
         planned_changes(job, st)
     };
-    target_changes::put_back(&spec.target.conn(), &changes, sessions(spec), must_validate).await
+    changes::put_back(&spec.target.conn(), &changes, sessions(spec), must_validate).await
 }
 
 fn sessions(spec: &RestoreSpec) -> usize {

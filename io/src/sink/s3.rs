@@ -10,7 +10,17 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use std::sync::OnceLock;
 use tokio::task::JoinSet;
+
+/// Where each UploadPart's latency is observed: the worker's histogram, set once at startup
+/// ([`observe_part_seconds`]); unset (the coordinator's small writes), nothing is observed.
+static PART_SECONDS: OnceLock<prometheus::Histogram> = OnceLock::new();
+
+/// Observe every UploadPart's latency in `histogram` from now on (the first call wins).
+pub fn observe_part_seconds(histogram: prometheus::Histogram) {
+    let _ = PART_SECONDS.set(histogram);
+}
 
 pub struct S3Writer {
     client: Client,
@@ -64,7 +74,7 @@ impl S3Writer {
 
     fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
         let id = self.task_id.clone()?;
-        Some([(crate::export::written::TASK_METADATA.to_string(), id)].into())
+        Some([(super::TASK_METADATA.to_string(), id)].into())
     }
 
     pub fn url(&self) -> String {
@@ -182,9 +192,9 @@ impl S3Writer {
         self.in_flight.spawn(async move {
             let sent = std::time::Instant::now();
             let out = request.send().await;
-            crate::metrics::metrics()
-                .s3_part_seconds
-                .observe(sent.elapsed().as_secs_f64());
+            if let Some(h) = PART_SECONDS.get() {
+                h.observe(sent.elapsed().as_secs_f64());
+            }
             let out = out.map_err(|e| {
                 s3_error("UploadPart", &e).context(format!("{url} (part {number})"))
             })?;

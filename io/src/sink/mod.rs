@@ -2,16 +2,19 @@
 //! A writer either finishes (the object appears whole, atomically) or is aborted / dropped
 //! (nothing appears and nothing is left behind, best effort).
 
-pub(crate) mod file;
+pub mod file;
 mod s3;
 
-use crate::context::WorkerContext;
+use crate::clients::Clients;
 use crate::error::TaskError;
 use bytes::Bytes;
 use protocol::{ObjectLocation, S3Options};
 
 pub use file::FileWriter;
-pub use s3::S3Writer;
+pub use s3::{observe_part_seconds, S3Writer};
+
+/// User metadata key (`x-amz-meta-pgfleet-task`) holding the id of the task that wrote a part.
+pub const TASK_METADATA: &str = "pgfleet-task";
 
 /// One object being written, part by part.
 pub enum ObjectWriter {
@@ -32,7 +35,7 @@ pub struct WriterOptions<'a> {
 impl ObjectWriter {
     /// Open a writer for `key` (relative to `location`).
     pub async fn open(
-        ctx: &WorkerContext,
+        ctx: &Clients,
         location: &ObjectLocation,
         key: &str,
         opts: &WriterOptions<'_>,
@@ -98,7 +101,7 @@ pub fn object_url(location: &ObjectLocation, key: &str) -> String {
 
 /// Write a small object whole (the coordinator's `_manifest.json` and `_SUCCESS`).
 pub async fn put_object(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     location: &ObjectLocation,
     s3: &S3Options,
     key: &str,

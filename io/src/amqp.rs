@@ -9,7 +9,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use protocol::topology::{Topology, TASK_DELIVERY_LIMIT};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::OnceLock;
 
@@ -51,6 +51,43 @@ pub fn set_ca_file(path: &Path) -> anyhow::Result<()> {
         anyhow::bail!("the AMQP CA file was already set to another one");
     }
     Ok(())
+}
+
+/// The RabbitMQ options both binaries take.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AmqpArgs {
+    /// RabbitMQ URL. Keep the password out of shell history: use the environment variable.
+    #[arg(
+        long,
+        env = "PGFLEET_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    pub amqp_url: String,
+    /// PEM file of CA certificates trusted for an amqps:// URL (a private CA), besides the
+    /// system's.
+    #[arg(long, env = "PGFLEET_AMQP_CA_FILE")]
+    pub amqp_ca_file: Option<PathBuf>,
+    /// AMQP heartbeat timeout, seconds: how long a silent connection lasts before it is
+    /// dropped and reopened. RabbitMQ drops a connection it has heard nothing on for 2–3 times
+    /// this long and gives a worker's unfinished tasks to other workers, so a frozen worker
+    /// (SIGSTOP, a hung VM) holds them 30–45 s at the default. 0 accepts the broker's (60 s on
+    /// RabbitMQ: 2–3 minutes). A `heartbeat=N` in the URL's query wins.
+    #[arg(long, env = "PGFLEET_AMQP_HEARTBEAT_SECONDS", default_value_t = DEFAULT_HEARTBEAT_SECONDS)]
+    pub amqp_heartbeat_seconds: u16,
+}
+
+impl AmqpArgs {
+    /// Make the heartbeat and the CA file this process's (every [`connect`] from now on).
+    /// Returns the CA file's PEM, if one was given; the error names the flag.
+    pub fn apply(&self) -> anyhow::Result<Option<String>> {
+        set_heartbeat(self.amqp_heartbeat_seconds);
+        let Some(path) = &self.amqp_ca_file else {
+            return Ok(None);
+        };
+        set_ca_file(path).map_err(|e| anyhow::anyhow!("--amqp-ca-file: {e}"))?;
+        Ok(CA_PEM.get().cloned())
+    }
 }
 
 /// Connect with a name RabbitMQ shows in its management UI (never the URL: it may hold a password).
@@ -101,6 +138,37 @@ pub async fn connect_with_ca(
 
 /// A connection that lived this long was healthy: reconnect loops start their backoff afresh.
 pub const HEALTHY_SESSION: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The wait between a reconnect loop's sessions: [`backoff`] over consecutive failures, afresh
+/// after a session that lived [`HEALTHY_SESSION`].
+#[derive(Debug, Default)]
+pub struct Reconnect {
+    failures: u32,
+}
+
+impl Reconnect {
+    /// A session that started at `started` just failed: wait this long (or until shutdown,
+    /// [`Reconnect::pause`]) before the next one.
+    pub fn after_failure(&mut self, started: std::time::Instant) -> std::time::Duration {
+        if started.elapsed() >= HEALTHY_SESSION {
+            self.failures = 0;
+        }
+        let wait = backoff(self.failures);
+        self.failures = self.failures.saturating_add(1);
+        wait
+    }
+
+    /// Sleep `wait`; `false` when `shutdown` came first.
+    pub async fn pause(
+        wait: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = shutdown.cancelled() => false,
+        }
+    }
+}
 
 /// Bound on opening a connection, TCP and AMQP handshake included.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

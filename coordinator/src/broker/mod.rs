@@ -2,6 +2,11 @@
 //! letters, and reconnects with backoff. Each inbound message is acked only after the engine has
 //! recorded it, so a coordinator crash redelivers rather than loses results.
 
+pub mod cloudwatch;
+pub mod queue_stats;
+pub mod rabbitmq_api;
+
+use fleet_io::amqp;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::BasicConsumeOptions;
@@ -12,7 +17,6 @@ use protocol::{ResultEnvelope, TaskEnvelope};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
-use worker::amqp;
 
 /// Something for the engine to record, with a channel to say "recorded, ack it".
 pub enum Inbound {
@@ -50,7 +54,7 @@ impl AmqpBroker {
         };
         let slot = broker.publish.clone();
         tokio::spawn(async move {
-            let mut failures = 0u32;
+            let mut reconnect = amqp::Reconnect::default();
             while !shutdown.is_cancelled() {
                 let started = std::time::Instant::now();
                 let result = session(&url, &topology, &slot, &inbound, &shutdown).await;
@@ -58,16 +62,10 @@ impl AmqpBroker {
                 match result {
                     Ok(()) => break,
                     Err(e) => {
-                        // A connection that lived a while was healthy: start the backoff afresh.
-                        if started.elapsed() >= amqp::HEALTHY_SESSION {
-                            failures = 0;
-                        }
-                        let wait = amqp::backoff(failures);
-                        failures = failures.saturating_add(1);
+                        let wait = reconnect.after_failure(started);
                         tracing::warn!(error = %e, retry_in = ?wait, "RabbitMQ connection lost; reconnecting");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.cancelled() => break,
+                        if !amqp::Reconnect::pause(wait, &shutdown).await {
+                            break;
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! restore path (Parquet files are read with ranged reads, never whole) and by the coordinator
 //! to discover an export's layout. S3 or a local folder, behind one set of functions.
 
-use crate::context::WorkerContext;
+use crate::clients::Clients;
 use crate::error::{io_error, s3_error, TaskError};
 use crate::sink::file::resolve;
 use bytes::Bytes;
@@ -19,7 +19,7 @@ pub struct ObjectInfo {
 
 /// Every object under `prefix` (relative to `location`), sorted by key.
 pub async fn list(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     location: &ObjectLocation,
     s3: &S3Options,
     prefix: &str,
@@ -97,7 +97,7 @@ fn walk(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, TaskError> {
 
 /// A whole (small) object: metadata files, manifests.
 pub async fn get(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     location: &ObjectLocation,
     s3: &S3Options,
     key: &str,
@@ -107,7 +107,7 @@ pub async fn get(
 
 /// Bytes `range` of an object (a Parquet footer, a column chunk).
 pub async fn get_range(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     location: &ObjectLocation,
     s3: &S3Options,
     key: &str,
@@ -120,7 +120,7 @@ pub async fn get_range(
 }
 
 async fn read(
-    ctx: &WorkerContext,
+    ctx: &Clients,
     location: &ObjectLocation,
     s3: &S3Options,
     key: &str,
@@ -209,7 +209,7 @@ async fn get_s3(
         .await
         .map_err(|e| s3_error("GetObject", &e).context(url()))?;
     let expected = out.content_length.and_then(|n| usize::try_from(n).ok());
-    let idle = crate::context::s3_attempt_timeout();
+    let idle = crate::clients::s3_attempt_timeout();
     let mut body = out.body;
     let mut buf = bytes::BytesMut::with_capacity(expected.unwrap_or(0));
     loop {

@@ -11,7 +11,7 @@
 //! them back itself), so two jobs into one target never undo each other's work. A process that
 //! dies drops its session, and with it the lock.
 
-use crate::target::{ForeignKey, SecondaryIndex};
+use crate::restore::target::{ForeignKey, SecondaryIndex};
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;
 use protocol::{PgConn, QualifiedName};
@@ -148,8 +148,8 @@ impl Repair {
 
 /// Connect to a restore target (writable).
 pub async fn connect(conn: &PgConn) -> Result<Client> {
-    let (cfg, tls) = worker::pg::pg_config(conn).map_err(|e| anyhow!(e.message))?;
-    worker::pg::connect(&cfg, &tls)
+    let (cfg, tls) = fleet_io::pg::pg_config(conn).map_err(|e| anyhow!(e.message))?;
+    fleet_io::pg::connect(&cfg, &tls)
         .await
         .map_err(|e| anyhow!("connecting to the target: {e}"))
 }

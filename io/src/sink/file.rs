@@ -104,7 +104,7 @@ impl Drop for FileWriter {
 }
 
 /// `<root>/<key>`, refusing keys that would escape the root.
-pub(crate) fn resolve(root: &str, key: &str) -> Result<PathBuf, TaskError> {
+pub fn resolve(root: &str, key: &str) -> Result<PathBuf, TaskError> {
     let rel = Path::new(key);
     let escapes = key.is_empty()
         || rel

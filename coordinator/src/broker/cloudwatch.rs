@@ -4,7 +4,7 @@
 //! dimension `Namespace`; the template in deploy/aws divides TaskBacklog by the group's
 //! in-service instances.
 
-use crate::queue_stats::QueueStats;
+use crate::broker::queue_stats::QueueStats;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use std::time::Duration;
 use tokio::sync::watch;

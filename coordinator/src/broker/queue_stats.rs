@@ -7,8 +7,8 @@
 //! this coordinator published and has no result for, minus the ready ones — exact while this
 //! coordinator is the only publisher on its namespace, which is how pgfleet runs.
 
+use crate::broker::rabbitmq_api::{ManagementApi, QueueCounts};
 use crate::broker::AmqpBroker;
-use crate::rabbitmq_api::{ManagementApi, QueueCounts};
 use protocol::topology::Topology;
 use std::time::{Duration, Instant};
 

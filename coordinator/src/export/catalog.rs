@@ -5,8 +5,7 @@
 //! transaction. Catalog lookups are parameterized by oid or name; table and column names reach
 //! SQL text only through `QualifiedName::quoted` / `quote_ident`.
 
-use crate::chunking::{self, SamplePlan};
-use crate::plan::KeyChoice;
+use crate::export::chunking::{self, SamplePlan};
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
 use protocol::ident::TablePattern;
@@ -334,104 +333,6 @@ pub async fn unique_keys<C: GenericClient + Sync>(client: &C, oid: u32) -> Resul
             })
         })
         .collect()
-}
-
-/// The chosen split key and whether it can be NULL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyPick {
-    pub choice: KeyChoice,
-    pub nullable: bool,
-}
-
-/// Choose how to split a table: the user's key if given (it must be an integer column), else a
-/// single-column integer unique key (the primary key preferred), else ranges of any other
-/// unique key (uuid, text, composite). A table with no such key is split by heap pages only when
-/// all its chunks read one snapshot (`one_snapshot`): under separate snapshots an UPDATE moves a
-/// row between pages, so it would be read twice or never. Otherwise, and always for a
-/// partitioned table (ctid is per partition), it is one chunk.
-pub fn choose_key(
-    table: &Relation,
-    columns: &[Column],
-    unique: &[UniqueKey],
-    user_key: Option<&str>,
-    one_snapshot: bool,
-) -> Result<KeyPick> {
-    if let Some(name) = user_key {
-        let Some(col) = columns.iter().find(|c| c.name == name) else {
-            let integer: Vec<&str> = columns
-                .iter()
-                .filter(|c| c.is_integer())
-                .map(|c| c.name.as_str())
-                .collect();
-            bail!(
-                "tables.keys names column {} of {}, which does not exist (its integer columns: \
-                 {}); column names are case-sensitive",
-                quote_ident(name),
-                table.name.display_name(),
-                if integer.is_empty() {
-                    "none".to_string()
-                } else {
-                    integer.join(", ")
-                }
-            );
-        };
-        if !col.is_integer() {
-            bail!(
-                "tables.keys names column {} of {}, which has type {}; a key must be an int2, int4 \
-                 or int8 column (or remove the entry to use the default split)",
-                quote_ident(name),
-                table.name.display_name(),
-                col.type_name
-            );
-        }
-        return Ok(KeyPick {
-            choice: KeyChoice::Integer {
-                column: col.name.clone(),
-            },
-            nullable: !col.not_null,
-        });
-    }
-    let key_columns = |key: &UniqueKey| -> Option<Vec<&Column>> {
-        key.columns
-            .iter()
-            .map(|&attnum| columns.iter().find(|c| c.attnum == attnum))
-            .collect()
-    };
-    let keys: Vec<Vec<&Column>> = unique.iter().filter_map(key_columns).collect();
-    if let Some(col) = keys
-        .iter()
-        .find(|k| k.len() == 1 && k[0].is_integer())
-        .map(|k| k[0])
-    {
-        return Ok(KeyPick {
-            choice: KeyChoice::Integer {
-                column: col.name.clone(),
-            },
-            nullable: !col.not_null,
-        });
-    }
-    if let Some(key) = keys.first() {
-        return Ok(KeyPick {
-            choice: KeyChoice::Unique {
-                columns: key
-                    .iter()
-                    .map(|c| KeyColumn {
-                        name: c.name.clone(),
-                        type_name: c.type_ref.clone(),
-                    })
-                    .collect(),
-            },
-            nullable: false,
-        });
-    }
-    let choice = match table.kind {
-        RelKind::Table if one_snapshot => KeyChoice::Pages,
-        _ => KeyChoice::Whole,
-    };
-    Ok(KeyPick {
-        choice,
-        nullable: false,
-    })
 }
 
 /// Size of a table (summed over the leaf partitions of a partitioned table).
@@ -805,6 +706,7 @@ pub fn unused_key_overrides(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::key::{choose_key, KeyChoice, KeyPick};
 
     fn rel(oid: u32, name: &str, kind: RelKind, partition_of: Option<u32>) -> Relation {
         Relation {

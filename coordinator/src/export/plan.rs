@@ -2,12 +2,14 @@
 //! each split into chunks of similar row counts. The plan is plain data (printable, storable)
 //! and is computed with reads only, so it can run against a hot-standby replica.
 
-use crate::catalog::{self, KeyPoints, PointSource, RelKind, Relation, TableSize};
-use crate::chunking::{self, KeyDistribution};
+use crate::export::catalog::{self, KeyPoints, PointSource, RelKind, Relation, TableSize};
+use crate::export::chunking::{self, KeyDistribution};
+use crate::export::key;
+pub use crate::export::key::KeyChoice;
 use anyhow::{Context, Result};
 use protocol::spec::ChunkTarget;
 use protocol::spec::SnapshotMode;
-use protocol::{quote_ident, ChunkRange, ColumnType, ExportSpec, KeyColumn, QualifiedName};
+use protocol::{ChunkRange, ColumnType, ExportSpec, QualifiedName};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
@@ -30,40 +32,6 @@ pub struct TablePlan {
     pub estimated_bytes: u64,
     /// Never empty; together they cover every row exactly once.
     pub chunks: Vec<ChunkRange>,
-}
-
-/// How a table is split.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyChoice {
-    /// Value ranges of an int2/int4/int8 column.
-    Integer { column: String },
-    /// Heap page (`ctid`) ranges: a table without a unique key, in a job whose chunks all read
-    /// one consistent snapshot (under separate snapshots an UPDATE moves rows between pages).
-    Pages,
-    /// One chunk: no unique key, and either a partitioned table or per-chunk snapshots.
-    Whole,
-    /// Ranges of a unique key over NOT NULL columns of any btree-orderable types (uuid, text,
-    /// composite), at quantiles of a sample.
-    Unique { columns: Vec<KeyColumn> },
-}
-
-impl KeyChoice {
-    /// How the table is split, for `coordinator plan`.
-    pub fn describe(&self) -> String {
-        match self {
-            KeyChoice::Integer { column } => format!("integer key {}", quote_ident(column)),
-            KeyChoice::Unique { columns } => format!(
-                "unique key ({}), sampled ranges",
-                columns
-                    .iter()
-                    .map(|c| quote_ident(&c.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            KeyChoice::Pages => "heap pages, one consistent snapshot (no unique key)".into(),
-            KeyChoice::Whole => "whole table (no unique key to split on)".into(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,7 +153,7 @@ async fn plan_table<C: GenericClient + Sync>(
 ) -> Result<TablePlan> {
     let columns = catalog::columns(client, rel.oid).await?;
     let unique = catalog::unique_keys(client, rel.oid).await?;
-    let key = catalog::choose_key(rel, &columns, &unique, user_key, one_snapshot)?;
+    let key = key::choose_key(rel, &columns, &unique, user_key, one_snapshot)?;
     let size = catalog::table_size(client, rel).await?;
     if size.sampled_count {
         notes.push(format!(

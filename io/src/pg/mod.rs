@@ -1,8 +1,9 @@
 //! How a worker connects to a source: a `tokio_postgres::Config` built from the task's URL or
 //! the libpq `PG*` variables, with the password resolved locally (it never travels in a
 //! message), every session read-only, and TLS with libpq's `sslmode` semantics (see [`tls`]).
-//! Every PostgreSQL connection pgfleet opens goes through [`connect`] or [`pool_manager`].
+//! Every PostgreSQL connection pgfleet opens goes through [`connect`] or [`pool`].
 
+pub mod connect;
 mod pgpass;
 pub mod tls;
 
@@ -13,11 +14,9 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::config::Host;
 
+pub use connect::{connect, describe_connect_error, pool, ConnectError};
 pub use pgpass::lookup as pgpass_lookup;
-pub use tls::{
-    connect, describe_connect_error, pool_manager, ConnectError, PgTls, RootCert, SslMode,
-    TlsSettings,
-};
+pub use tls::{PgTls, RootCert, SslMode, TlsSettings};
 
 const DEFAULT_PORT: u16 = 5432;
 /// Bounds a connect attempt to an unreachable host; libpq waits forever by default, which

@@ -143,14 +143,7 @@ pub fn key_ranges(column: &str, boundaries: &[i64], nullable: bool) -> Vec<Chunk
     if boundaries.is_empty() {
         return vec![ChunkRange::All];
     }
-    let lows = std::iter::once(None).chain(boundaries.iter().copied().map(Some));
-    let highs = boundaries
-        .iter()
-        .copied()
-        .map(Some)
-        .chain(std::iter::once(None));
-    let mut ranges: Vec<ChunkRange> = lows
-        .zip(highs)
+    let mut ranges: Vec<ChunkRange> = open_ranges(boundaries)
         .map(|(lo, hi)| ChunkRange::Key {
             column: column.to_string(),
             lo,
@@ -195,6 +188,14 @@ pub fn plan_page_chunks(pages: u32, estimated_rows: u64, rows_per_chunk: u64) ->
     let boundaries: Vec<u32> = (1..chunks)
         .map(|i| (u64::from(pages) * i / chunks) as u32)
         .collect();
+    open_ranges(&boundaries)
+        .map(|(lo, hi)| ChunkRange::Pages { lo, hi })
+        .collect()
+}
+
+/// `(None, b0), (b0, b1), …, (bn, None)`: the ranges between sorted boundaries, the first with
+/// no lower bound and the last with no upper bound, so together they cover every value.
+fn open_ranges<T: Copy>(boundaries: &[T]) -> impl Iterator<Item = (Option<T>, Option<T>)> + '_ {
     let lows = std::iter::once(None).chain(boundaries.iter().copied().map(Some));
     let highs = boundaries
         .iter()
@@ -202,8 +203,6 @@ pub fn plan_page_chunks(pages: u32, estimated_rows: u64, rows_per_chunk: u64) ->
         .map(Some)
         .chain(std::iter::once(None));
     lows.zip(highs)
-        .map(|(lo, hi)| ChunkRange::Pages { lo, hi })
-        .collect()
 }
 
 /// Chunk ranges on a unique key of any types from boundaries in the server's order (each one
