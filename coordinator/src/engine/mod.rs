@@ -420,14 +420,7 @@ impl Engine {
     /// workers kept dying on it) fails its chunk: retrying it would crash more workers.
     pub async fn on_dead_letter(&mut self, letter: &DeadLetter) -> Result<()> {
         tracing::warn!(reason = %letter.reason, task = letter.task.as_ref().map(|t| t.task_id.as_str()), "dead letter");
-        self.store
-            .record_dead_letter(
-                &letter.reason,
-                letter.task.as_ref().map(|t| t.job_id.as_str()),
-                letter.task.as_ref().map(|t| t.task_id.as_str()),
-                &letter.preview,
-            )
-            .await?;
+        self.store.record_dead_letter(letter).await?;
         if let Some(task) = &letter.task {
             let synthetic = ResultEnvelope {
                 version: MESSAGE_VERSION,

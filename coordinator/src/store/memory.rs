@@ -74,12 +74,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub fn record_dead_letter(
-        &self,
-        reason: &str,
-        job_id: Option<&str>,
-        _task_id: Option<&str>,
-    ) -> Result<()> {
+    pub fn record_dead_letter(&self, reason: &str, job_id: Option<&str>) -> Result<()> {
         self.lock()
             .dead_letters
             .push((reason.to_string(), job_id.map(str::to_string)));

@@ -8,6 +8,7 @@ mod pg;
 pub use memory::MemoryStore;
 pub use pg::{db_message, JobSummary, PgStore, TableSummary};
 
+use crate::broker::DeadLetter;
 use crate::job::{ChunkRun, JobRun, JobState};
 use anyhow::Result;
 use protocol::ResultEnvelope;
@@ -60,16 +61,16 @@ impl StateStore {
         }
     }
 
-    pub async fn record_dead_letter(
-        &self,
-        reason: &str,
-        job_id: Option<&str>,
-        task_id: Option<&str>,
-        preview: &str,
-    ) -> Result<()> {
+    /// A task RabbitMQ gave up on (its job and task when the body could be read).
+    pub async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<()> {
+        let job_id = letter.task.as_ref().map(|t| t.job_id.as_str());
         match self {
-            StateStore::Postgres(s) => s.record_dead_letter(reason, job_id, task_id, preview).await,
-            StateStore::Memory(m) => m.record_dead_letter(reason, job_id, task_id),
+            StateStore::Postgres(s) => {
+                let task_id = letter.task.as_ref().map(|t| t.task_id.as_str());
+                s.record_dead_letter(&letter.reason, job_id, task_id, &letter.preview)
+                    .await
+            }
+            StateStore::Memory(m) => m.record_dead_letter(&letter.reason, job_id),
         }
     }
 
