@@ -4,7 +4,7 @@
 
 use crate::broker::{AmqpBroker, DeadLetter};
 use crate::job::{
-    task_id, Applied, ChunkRun, ChunkState, ChunkWork, JobRun, JobState, RetryPolicy, TableWork,
+    Applied, ChunkRun, ChunkState, ChunkWork, JobRun, JobState, RetryPolicy, TableWork,
 };
 use crate::plan::{plan_export, TablePlan};
 use crate::restore;
@@ -518,25 +518,15 @@ impl Engine {
         let location = spec.output.location().map_err(|e| anyhow!(e))?;
         let files: Vec<(String, Vec<u8>, &str)> = if spec.output.format == OutputFormat::RdsParquet
         {
-            let database = job.source_database.as_deref().unwrap_or("postgres");
-            let table = job.tables[table_idx as usize].name();
-            vec![(
-                crate::rds_export::success_key(database, table),
-                Vec::new(),
-                "text/plain",
-            )]
+            vec![(job.success_key(table_idx), Vec::new(), "text/plain")]
         } else {
             vec![
                 (
-                    job.manifest_key(table_idx, "_manifest.json"),
+                    job.manifest_key(table_idx),
                     serde_json::to_vec_pretty(&job.manifest(table_idx))?,
                     "application/json",
                 ),
-                (
-                    job.manifest_key(table_idx, "_SUCCESS"),
-                    Vec::new(),
-                    "text/plain",
-                ),
+                (job.success_key(table_idx), Vec::new(), "text/plain"),
             ]
         };
         for (key, body, content_type) in files {
@@ -565,7 +555,7 @@ impl Engine {
         }
         let root = spec.output.location().map_err(|e| anyhow!(e))?;
         let database = job.source_database.as_deref().unwrap_or("postgres");
-        let export_id = crate::rds_export::export_id(&root);
+        let export_id = protocol::layout::rds::export_id(&root);
         let now = SystemTime::now();
         let plans: Vec<(u32, &TablePlan)> = job
             .tables
@@ -591,7 +581,7 @@ impl Engine {
             .collect();
         let export_only: Vec<String> = plans
             .iter()
-            .map(|(_, p)| crate::rds_export::target(database, &p.table))
+            .map(|(_, p)| protocol::layout::rds::target(database, &p.table))
             .collect();
         let info = crate::rds_export::export_info_json(&crate::rds_export::ExportInfo {
             job_id: id,
@@ -609,7 +599,7 @@ impl Engine {
             &infos,
             crate::rds_export::TABLES_PER_INFO_FILE,
         );
-        files.push((crate::rds_export::export_info_key(&export_id), info));
+        files.push((protocol::layout::rds::export_info_key(&export_id), info));
         for (key, doc) in files {
             worker::sink::put_object(
                 &self.ctx,
@@ -768,7 +758,7 @@ pub fn build_task(job: &JobRun, chunk: &ChunkRun, attempt: u32) -> Result<TaskEn
     };
     Ok(TaskEnvelope {
         version: MESSAGE_VERSION,
-        task_id: task_id(&job.id, chunk.id),
+        task_id: protocol::task_id(&job.id, chunk.id),
         job_id: job.id.clone(),
         attempt,
         task,
