@@ -2,5 +2,6 @@
 //! into one test binary. Filter with `cargo test -p pgfleet-coordinator --test it -- NAME`.
 
 mod job_notifications;
+mod metadata_fuzz;
 mod plan_export;
 mod rds_inventory;
