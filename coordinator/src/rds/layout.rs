@@ -1,7 +1,8 @@
 //! Which objects of `<database>/` belong to which table: folders are found from the metadata
-//! (`protocol::layout::rds::table_folder` of each table), never parsed back into identifiers. Inside a table folder
-//! every `*.parquet` counts, at any depth (batch folders `1/`, `2/` …, partition batch folders,
-//! or the older flat layout), and `_SUCCESS` marks the folder it sits in. Pure.
+//! (`protocol::layout::rds::table_folder` of each table), never parsed back into identifiers.
+//! Inside a table folder every `*.parquet` counts, at any depth (batch folders `1/`, `2/` …,
+//! partition batch folders, or the older flat layout), and `_SUCCESS` marks the folder it sits
+//! in. Pure.
 
 use super::{Batch, Notes};
 use protocol::layout::SUCCESS;
