@@ -3,11 +3,11 @@
 
 use crate::export::plan::TablePlan;
 use crate::restore::target::{ForeignKey, OwnedSequence, SecondaryIndex};
-use protocol::location::{part_key, table_folder};
+use protocol::layout;
 use protocol::spec::{ExportSpec, RestoreSpec};
 use protocol::{
-    ChunkRange, JobSpec, Outcome, OutputFormat, QualifiedName, RestoreColumn, ResultEnvelope,
-    RowGroupRange,
+    parse_task_id, ChunkRange, JobSpec, Outcome, OutputFormat, QualifiedName, RestoreColumn,
+    ResultEnvelope, RowGroupRange,
 };
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
@@ -317,16 +317,6 @@ pub enum Applied {
     },
 }
 
-pub fn task_id(job_id: &str, chunk: u32) -> String {
-    format!("{job_id}/{chunk}")
-}
-
-/// `job/chunk` → (job, chunk).
-pub fn parse_task_id(task_id: &str) -> Option<(&str, u32)> {
-    let (job, chunk) = task_id.rsplit_once('/')?;
-    Some((job, chunk.parse().ok()?))
-}
-
 impl JobRun {
     /// A new job from its tables, each with its chunks: every chunk pending.
     pub fn new(
@@ -479,18 +469,16 @@ impl JobRun {
         }
     }
 
+    /// The database folder of an `rds-parquet` export: the source's `current_database()`.
     /// The deterministic object key of an export chunk (relative to the output location).
     pub fn part_key(&self, chunk: &ChunkRun) -> String {
         let table = self.tables[chunk.table_idx as usize].name();
         match self.export_spec().map(|s| s.output.format) {
-            Some(OutputFormat::RdsParquet) => crate::rds::export_info::part_key(
-                self.source_database(),
-                table,
-                chunk.seq,
-                &self.id,
-            ),
-            Some(format) => part_key(table, chunk.seq, format.extension()),
-            None => part_key(table, chunk.seq, "csv"),
+            Some(OutputFormat::RdsParquet) => {
+                layout::rds::part_key(self.source_database(), table, chunk.seq, &self.id)
+            }
+            Some(format) => layout::csv::part_key(table, chunk.seq, format.extension()),
+            None => layout::csv::part_key(table, chunk.seq, "csv"),
         }
     }
 
@@ -620,11 +608,21 @@ impl JobRun {
         })
     }
 
-    pub fn manifest_key(&self, table_idx: u32, file: &str) -> String {
-        format!(
-            "{}{file}",
-            table_folder(self.tables[table_idx as usize].name())
-        )
+    /// The key of an export table's `_manifest.json` (CSV layouts; rds-parquet has none).
+    pub fn manifest_key(&self, table_idx: u32) -> String {
+        layout::csv::manifest_key(self.tables[table_idx as usize].name())
+    }
+
+    /// The key of an export table's `_SUCCESS` marker: in the table folder, or in the batch
+    /// folder for rds-parquet.
+    pub fn success_key(&self, table_idx: u32) -> String {
+        let table = self.tables[table_idx as usize].name();
+        match self.export_spec().map(|s| s.output.format) {
+            Some(OutputFormat::RdsParquet) => {
+                layout::rds::success_key(self.source_database(), table)
+            }
+            _ => layout::csv::success_key(table),
+        }
     }
 
     /// The database folder of an `rds-parquet` export (`postgres` before planning).
@@ -664,7 +662,7 @@ pub struct ChunkCounts {
 mod tests {
     use super::*;
     use crate::export::plan::KeyChoice;
-    use protocol::{QualifiedName, MESSAGE_VERSION};
+    use protocol::{task_id, QualifiedName, MESSAGE_VERSION};
 
     fn spec() -> ExportSpec {
         let toml = r#"
@@ -835,15 +833,7 @@ url = "file:///tmp/x/"
         let m = j.manifest(0);
         assert_eq!(m["rows"], 3);
         assert_eq!(m["objects"][1]["key"], "public.t/part-00001.csv");
-        assert_eq!(j.manifest_key(0, "_SUCCESS"), "public.t/_SUCCESS");
-    }
-
-    #[test]
-    fn task_ids_round_trip() {
-        assert_eq!(
-            parse_task_id(&task_id("job/with/slash", 7)),
-            Some(("job/with/slash", 7))
-        );
-        assert_eq!(parse_task_id("nope"), None);
+        assert_eq!(j.manifest_key(0), "public.t/_manifest.json");
+        assert_eq!(j.success_key(0), "public.t/_SUCCESS");
     }
 }

@@ -1,7 +1,7 @@
-//! Where output goes: `s3://bucket/prefix/` or `file:///dir/`, and the deterministic object keys
-//! inside it. A re-run writes the same keys, so it overwrites instead of duplicating.
+//! Where output goes: `s3://bucket/prefix/` or `file:///dir/`. The keys inside it are
+//! [`crate::layout`]'s.
 
-use crate::ident::{shown, QualifiedName};
+use crate::ident::shown;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -92,31 +92,6 @@ fn normalize_prefix(prefix: &str) -> String {
     }
 }
 
-/// The folder of one table: `schema.table/`. `%` and `/` are percent-encoded so that any table
-/// name maps to exactly one folder and back.
-pub fn table_folder(table: &QualifiedName) -> String {
-    let mut out = String::with_capacity(table.schema.len() + table.name.len() + 2);
-    for (i, part) in [&table.schema, &table.name].into_iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        for c in part.chars() {
-            match c {
-                '%' => out.push_str("%25"),
-                '/' => out.push_str("%2F"),
-                c => out.push(c),
-            }
-        }
-    }
-    out.push('/');
-    out
-}
-
-/// Deterministic key of chunk `seq` of a table: `schema.table/part-00042.csv.gz`.
-pub fn part_key(table: &QualifiedName, seq: u32, extension: &str) -> String {
-    format!("{}part-{seq:05}.{extension}", table_folder(table))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,9 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_deterministic_and_reversible() {
-        let t = QualifiedName::new("public", "a/b%c");
-        assert_eq!(part_key(&t, 7, "csv"), "public.a%2Fb%25c/part-00007.csv");
+    fn keys_and_sub_folders() {
         let loc = ObjectLocation::parse("s3://b/p/").unwrap();
         assert_eq!(loc.key("x/y"), "p/x/y");
         assert_eq!(

@@ -10,11 +10,24 @@ use serde::{Deserialize, Serialize};
 /// Bump when a change is not backward compatible.
 pub const MESSAGE_VERSION: u32 = 1;
 
+/// The id of the task for chunk `chunk` of job `job_id`: `<job>/<chunk>`, stable across
+/// attempts (results are deduplicated by it).
+pub fn task_id(job_id: &str, chunk: u32) -> String {
+    format!("{job_id}/{chunk}")
+}
+
+/// `<job>/<chunk>` → (job, chunk). The job id may itself contain `/`: the chunk is after the
+/// last one.
+pub fn parse_task_id(task_id: &str) -> Option<(&str, u32)> {
+    let (job, chunk) = task_id.rsplit_once('/')?;
+    Some((job, chunk.parse().ok()?))
+}
+
 /// One unit of work on the task queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskEnvelope {
     pub version: u32,
-    /// Stable across attempts: `<job>/<chunk>`. Results are deduplicated by it.
+    /// Stable across attempts: `<job>/<chunk>` ([`task_id`]). Results are deduplicated by it.
     pub task_id: String,
     pub job_id: String,
     /// 1 for the first publish; a retry after a reported failure is published with attempt + 1.
@@ -393,6 +406,17 @@ impl ResultEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_ids_round_trip() {
+        assert_eq!(task_id("j1", 7), "j1/7");
+        assert_eq!(
+            parse_task_id(&task_id("job/with/slash", 7)),
+            Some(("job/with/slash", 7))
+        );
+        assert_eq!(parse_task_id("nope"), None);
+        assert_eq!(parse_task_id("j/x"), None);
+    }
 
     fn sample() -> TaskEnvelope {
         TaskEnvelope {

@@ -4,6 +4,7 @@
 use crate::ident::{one_line, shown, QualifiedName, TablePattern};
 use crate::location::ObjectLocation;
 use crate::message::{OutputFormat, PgConn, S3Options, Transform};
+use crate::select::TableFilter;
 use crate::size::ByteSize;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -237,6 +238,13 @@ impl TablesSpec {
     }
     pub fn exclude_patterns(&self) -> Result<Vec<TablePattern>, String> {
         parse_patterns(&self.exclude)
+    }
+    /// The selection `include` minus `exclude`.
+    pub fn filter(&self) -> Result<TableFilter, String> {
+        Ok(TableFilter::new(
+            self.include_patterns()?,
+            self.exclude_patterns()?,
+        ))
     }
     pub fn key_overrides(&self) -> Result<BTreeMap<QualifiedName, String>, String> {
         self.keys
@@ -562,6 +570,13 @@ impl RestoreTablesSpec {
     }
     pub fn exclude_patterns(&self) -> Result<Vec<TablePattern>, String> {
         parse_patterns(&self.exclude)
+    }
+    /// The selection `include` minus `exclude`.
+    pub fn filter(&self) -> Result<TableFilter, String> {
+        Ok(TableFilter::new(
+            self.include_patterns()?,
+            self.exclude_patterns()?,
+        ))
     }
 }
 

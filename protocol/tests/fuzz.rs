@@ -11,14 +11,21 @@
 //! The worker's decode path (`worker/src/consumer.rs`, `handle`) is a direct call of
 //! `TaskEnvelope::decode`: an `Err` is logged with its `Display` and the delivery rejected to
 //! the dead-letter queue, so what is checked here is what the worker sees.
+//!
+//! The strategies and mutations are pgfleet-tests' shared ones (`tests/support/strategies.rs`).
 
+use pgfleet_tests::strategies::{
+    apply, assert_one_line, config, edits, evil_value, json_mutation, mutate,
+};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed};
 use protocol::message::{DecodeError, MAX_DECODE_ERROR_CHARS};
 use protocol::size::ByteSize;
 use protocol::spec::MAX_PROBLEM_CHARS;
 use protocol::*;
 use serde_json::{json, Value};
+
+/// This file's fixed proptest seed.
+const SEED: u64 = 0x7067_666c_6565_7431;
 
 const EXPORT_TOML: &str = include_str!("../../deploy/examples/export.toml");
 const RESTORE_TOML: &str = include_str!("../../deploy/examples/restore.toml");
@@ -33,38 +40,8 @@ fn export_toml_with_prefix() -> String {
     EXPORT_TOML.replace(block, &block.replace("# ", ""))
 }
 
-fn config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            default.rng_seed
-        } else {
-            RngSeed::Fixed(0x7067_666c_6565_7431)
-        },
-        ..default
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // What a clear error looks like.
-
-/// One line: non-empty, no line break, at most `max` characters.
-fn assert_one_line(what: &str, msg: &str, max: usize) {
-    assert!(!msg.trim().is_empty(), "{what}: empty error message");
-    assert!(
-        !msg.contains(['\n', '\r']),
-        "{what}: multi-line error message: {msg:?}"
-    );
-    let n = msg.chars().count();
-    assert!(n <= max, "{what}: error message of {n} chars: {msg:?}");
-}
 
 /// The job-spec rule (see `JobSpec::from_toml`): one problem per line, each line clear and
 /// bounded. A TOML syntax/type error is exactly one line.
@@ -99,62 +76,6 @@ fn decode_both(body: &[u8]) {
     if let Err(e) = ResultEnvelope::decode(body) {
         assert_decode_error(&e);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Byte-level mutation of valid inputs.
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Truncate(usize),
-    Delete(usize, usize),
-    Insert(usize, Vec<u8>),
-    Xor(usize, u8),
-    Duplicate(usize, usize),
-}
-
-fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
-    let len = bytes.len();
-    let at = |i: usize| if len == 0 { 0 } else { i % (len + 1) };
-    match edit {
-        Edit::Truncate(i) => bytes.truncate(at(*i)),
-        Edit::Delete(i, n) => {
-            let s = at(*i);
-            let e = (s + n % 64).min(len);
-            bytes.drain(s..e);
-        }
-        Edit::Insert(i, piece) => {
-            let s = at(*i);
-            bytes.splice(s..s, piece.iter().copied());
-        }
-        Edit::Xor(i, x) => {
-            if len > 0 {
-                bytes[i % len] ^= x | 1;
-            }
-        }
-        Edit::Duplicate(i, n) => {
-            let s = at(*i);
-            let e = (s + n % 256).min(len);
-            let piece = bytes[s..e].to_vec();
-            bytes.splice(e..e, piece);
-        }
-    }
-}
-
-fn edits(dictionary: &'static [&'static str]) -> impl Strategy<Value = Vec<Edit>> {
-    let piece = prop_oneof![
-        3 => proptest::sample::select(dictionary).prop_map(|s| s.as_bytes().to_vec()),
-        1 => proptest::collection::vec(any::<u8>(), 1..8),
-        1 => any::<String>().prop_map(String::into_bytes),
-    ];
-    let edit = prop_oneof![
-        1 => any::<usize>().prop_map(Edit::Truncate),
-        2 => (any::<usize>(), any::<usize>()).prop_map(|(i, n)| Edit::Delete(i, n)),
-        4 => (any::<usize>(), piece).prop_map(|(i, p)| Edit::Insert(i, p)),
-        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, x)| Edit::Xor(i, x)),
-        1 => (any::<usize>(), any::<usize>()).prop_map(|(i, n)| Edit::Duplicate(i, n)),
-    ];
-    proptest::collection::vec(edit, 1..6)
 }
 
 const TOML_PIECES: &[&str] = &[
@@ -479,7 +400,7 @@ fn byte_sizes_are_exact_and_never_overflow() {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(config(3000, SEED))]
 
     #[test]
     fn spec_arbitrary_text_never_panics(text in any::<String>()) {
@@ -755,122 +676,15 @@ fn result_envelope() -> impl Strategy<Value = ResultEnvelope> {
         )
 }
 
-/// A structural mutation of a JSON document: walk down `path` (each step picks a child by
-/// index, modulo the number of children) for `depth` steps, then apply `op` there.
-#[derive(Debug, Clone)]
-struct JsonMutation {
-    path: Vec<usize>,
-    op: JsonOp,
-}
-
-#[derive(Debug, Clone)]
-enum JsonOp {
-    Replace(Value),
-    Remove,
-    AddUnknownKey(String),
-    WrapInArray,
-}
-
-fn evil_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        Just(json!(true)),
-        Just(json!(-1)),
-        Just(json!(0)),
-        Just(json!(2)),
-        Just(json!(u32::MAX as u64 + 1)),
-        Just(json!(u64::MAX)),
-        Just(json!(i64::MIN)),
-        Just(json!(1.5)),
-        Just(json!(1e300)),
-        Just(json!(-0.0)),
-        Just(json!("")),
-        Just(json!("1")),
-        Just(json!("a\nb\u{0}\"`")),
-        Just(json!("x".repeat(10_000))),
-        Just(json!([])),
-        Just(json!([1, "a", null])),
-        Just(json!({})),
-        Just(json!({"type": "nope"})),
-        Just(json!({"type": "restore_file"})),
-        Just(json!({"status": "failed"})),
-        Just(json!({"scheme": "gs"})),
-        Just(json!({"by": "key", "column": 1})),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| json!(f)),
-        any::<String>().prop_map(Value::String),
-        // Nesting within serde_json's recursion limit of 128, and past it.
-        (1usize..200).prop_map(|d| (0..d).fold(json!(1), |v, _| json!([v]))),
+/// Values of the message format that [`evil_value`] adds to its generic ones.
+fn message_values() -> Vec<Value> {
+    vec![
+        json!({"type": "nope"}),
+        json!({"type": "restore_file"}),
+        json!({"status": "failed"}),
+        json!({"scheme": "gs"}),
+        json!({"by": "key", "column": 1}),
     ]
-}
-
-fn json_mutation() -> impl Strategy<Value = JsonMutation> {
-    let op = prop_oneof![
-        6 => evil_value().prop_map(JsonOp::Replace),
-        2 => Just(JsonOp::Remove),
-        1 => "[a-z_]{1,12}".prop_map(JsonOp::AddUnknownKey),
-        1 => Just(JsonOp::WrapInArray),
-    ];
-    (proptest::collection::vec(any::<usize>(), 0..6), op)
-        .prop_map(|(path, op)| JsonMutation { path, op })
-}
-
-fn mutate(v: &mut Value, m: &JsonMutation) {
-    // Resolve the path read-only, as JSON-pointer tokens.
-    let mut tokens: Vec<String> = Vec::new();
-    let mut node = &*v;
-    for &step in &m.path {
-        node = match node {
-            Value::Object(map) if !map.is_empty() => {
-                let (k, child) = map.iter().nth(step % map.len()).unwrap();
-                tokens.push(k.clone());
-                child
-            }
-            Value::Array(items) if !items.is_empty() => {
-                let i = step % items.len();
-                tokens.push(i.to_string());
-                &items[i]
-            }
-            _ => break,
-        };
-    }
-    let pointer = |tokens: &[String]| -> String {
-        tokens
-            .iter()
-            .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-            .collect()
-    };
-    if let (JsonOp::Remove, Some(last)) = (&m.op, tokens.last()) {
-        match v
-            .pointer_mut(&pointer(&tokens[..tokens.len() - 1]))
-            .unwrap()
-        {
-            Value::Object(map) => {
-                map.remove(last);
-            }
-            Value::Array(items) => {
-                items.remove(last.parse::<usize>().unwrap());
-            }
-            _ => unreachable!(),
-        }
-        return;
-    }
-    let node = v.pointer_mut(&pointer(&tokens)).unwrap();
-    match &m.op {
-        JsonOp::Replace(x) => *node = x.clone(),
-        JsonOp::Remove => *node = Value::Null,
-        JsonOp::AddUnknownKey(k) => {
-            if let Value::Object(map) = node {
-                map.insert(k.clone(), json!(1));
-            } else {
-                let mut map = serde_json::Map::new();
-                map.insert(k.clone(), node.take());
-                *node = Value::Object(map);
-            }
-        }
-        JsonOp::WrapInArray => *node = json!([node.take()]),
-    }
 }
 
 #[test]
@@ -989,7 +803,7 @@ fn decode_errors_say_what_is_wrong() {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(config(3000, SEED))]
 
     #[test]
     fn decode_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -997,7 +811,10 @@ proptest! {
     }
 
     #[test]
-    fn decode_arbitrary_json_never_panics(v in evil_value(), version in evil_value()) {
+    fn decode_arbitrary_json_never_panics(
+        v in evil_value(message_values()),
+        version in evil_value(message_values()),
+    ) {
         let mut doc = json!({"version": version, "task_id": v.clone(), "task": v.clone()});
         decode_both(&serde_json::to_vec(&doc).unwrap());
         doc["version"] = json!(MESSAGE_VERSION);
@@ -1030,12 +847,12 @@ proptest! {
     #[test]
     fn mutated_task_messages_never_panic(
         t in task_envelope(),
-        mutations in proptest::collection::vec(json_mutation(), 1..4),
+        mutations in proptest::collection::vec(json_mutation(evil_value(message_values())), 1..4),
         edits in proptest::option::weighted(0.3, edits(JSON_PIECES)),
     ) {
         let mut v: Value = serde_json::from_slice(&t.encode()).unwrap();
-        for m in &mutations {
-            mutate(&mut v, m);
+        for (path, op) in &mutations {
+            mutate(&mut v, path, op);
         }
         let mut body = serde_json::to_vec(&v).unwrap();
         for e in edits.iter().flatten() {
@@ -1051,12 +868,12 @@ proptest! {
     #[test]
     fn mutated_result_messages_never_panic(
         r in result_envelope(),
-        mutations in proptest::collection::vec(json_mutation(), 1..4),
+        mutations in proptest::collection::vec(json_mutation(evil_value(message_values())), 1..4),
         edits in proptest::option::weighted(0.3, edits(JSON_PIECES)),
     ) {
         let mut v: Value = serde_json::from_slice(&r.encode()).unwrap();
-        for m in &mutations {
-            mutate(&mut v, m);
+        for (path, op) in &mutations {
+            mutate(&mut v, path, op);
         }
         let mut body = serde_json::to_vec(&v).unwrap();
         for e in edits.iter().flatten() {

@@ -11,6 +11,7 @@ pub mod procs;
 pub mod rds_fixture;
 pub mod s3_faults;
 pub mod scenario;
+pub mod strategies;
 pub mod tls;
 
 use anyhow::{Context, Result};

@@ -26,6 +26,8 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel};
 use parquet::file::properties::WriterProperties;
+use protocol::layout::{rds as rds_layout, SUCCESS};
+use protocol::RdsType;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,15 +126,16 @@ impl FixtureColumn {
 
     /// What AWS writes as `expectedExportedType`.
     pub fn expected_exported_type(&self) -> &'static str {
-        match self.arrow_type {
-            DataType::Int64 => "int64",
-            DataType::Int32 | DataType::Int16 | DataType::Int8 => "int32",
-            DataType::Float64 => "double",
-            DataType::Float32 => "float",
-            DataType::Boolean => "boolean",
-            DataType::Binary | DataType::LargeBinary => "binary",
-            _ => "binary (UTF8)",
-        }
+        let kind = match self.arrow_type {
+            DataType::Int64 => RdsType::Int64,
+            DataType::Int32 | DataType::Int16 | DataType::Int8 => RdsType::Int32,
+            DataType::Float64 => RdsType::Float64,
+            DataType::Float32 => RdsType::Float32,
+            DataType::Boolean => RdsType::Boolean,
+            DataType::Binary | DataType::LargeBinary => RdsType::Binary,
+            _ => RdsType::Text,
+        };
+        kind.exported_type()
     }
 }
 
@@ -325,16 +328,6 @@ impl WrittenExport {
     }
 }
 
-/// AWS's folder-name substitution (`\` `` ` `` `"` and space become `_`).
-pub fn folder_name(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '\\' | '`' | '"' | ' ' => '_',
-            c => c,
-        })
-        .collect()
-}
-
 /// Deterministic rows `start..start+rows` for `columns`: integers count up from `start`, text
 /// is `<column>-<n>`, every 7th value of a text, binary, float or boolean column is NULL, and
 /// every 11th text value is the empty string.
@@ -440,11 +433,7 @@ pub fn write_export(
     for t in tables {
         let db = t.database.as_deref().unwrap_or(&opts.database);
         let target = format!("{db}.{}", t.schema_and_table());
-        let folder = format!(
-            "{}/{}/",
-            folder_name(db),
-            folder_name(&t.schema_and_table())
-        );
+        let folder = rds_layout::table_folder(db, &t.schema_and_table());
         let flat = t.flat.unwrap_or(opts.flat_layout);
         let mut bytes = 0u64;
         let batches: Vec<&Vec<RecordBatch>> = if flat {
@@ -494,7 +483,7 @@ pub fn write_export(
                 });
             }
             if !t.omit_success.contains(&bi) {
-                put(&root, &format!("{batch_folder}_SUCCESS"), b"")?;
+                put(&root, &format!("{batch_folder}{SUCCESS}"), b"")?;
                 if opts.crc_files {
                     put(&root, &format!("{batch_folder}._SUCCESS.crc"), b"crc\0")?;
                 }
@@ -561,10 +550,7 @@ pub fn write_export(
     };
     for chunk in chunks {
         let to = from + chunk.len().max(1) - 1;
-        let name = format!(
-            "export_tables_info_{}_from_{from}_to_{to}.json",
-            opts.export_id
-        );
+        let name = rds_layout::tables_info_key(&opts.export_id, from, to);
         let doc = rename_keys(&json!({ "perTableStatus": chunk }), opts.key_case);
         put(&root, &name, serde_json::to_string_pretty(&doc)?.as_bytes())?;
         written.metadata_files.push(name);
@@ -588,7 +574,7 @@ pub fn write_export(
             "percentProgress": int(opts.int_style, 100),
             "totalExportedDataInGB": total_bytes as f64 / 1e9,
         });
-        let name = format!("export_info_{}.json", opts.export_id);
+        let name = rds_layout::export_info_key(&opts.export_id);
         let doc = rename_keys(&info, opts.key_case);
         put(&root, &name, serde_json::to_string_pretty(&doc)?.as_bytes())?;
         written.metadata_files.push(name);

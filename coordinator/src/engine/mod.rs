@@ -7,7 +7,7 @@
 pub mod kinds;
 
 use crate::broker::{AmqpBroker, DeadLetter};
-use crate::job::{task_id, Applied, ChunkState, JobRun, JobState, RetryPolicy};
+use crate::job::{Applied, ChunkState, JobRun, JobState, RetryPolicy};
 use crate::restore::changes::Repair;
 use crate::store::StateStore;
 use anyhow::{anyhow, Context, Result};
@@ -475,7 +475,7 @@ pub fn build_task(job: &JobRun, chunk: u32, attempt: u32) -> Result<TaskEnvelope
     let task = kinds::task(job, &job.chunks[chunk as usize])?;
     Ok(TaskEnvelope {
         version: MESSAGE_VERSION,
-        task_id: task_id(&job.id, chunk),
+        task_id: protocol::task_id(&job.id, chunk),
         job_id: job.id.clone(),
         attempt,
         task,

@@ -8,8 +8,7 @@
 use crate::export::chunking::{self, SamplePlan};
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
-use protocol::ident::TablePattern;
-use protocol::{quote_ident, ColumnType, KeyColumn, QualifiedName};
+use protocol::{quote_ident, ColumnType, KeyColumn, QualifiedName, TableFilter};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::GenericClient;
@@ -93,30 +92,22 @@ pub async fn candidate_relations<C: GenericClient + Sync>(client: &C) -> Result<
     Ok(out)
 }
 
-/// Resolve the job's patterns against the source catalog.
+/// Resolve the job's table selection against the source catalog.
 pub async fn resolve_tables<C: GenericClient + Sync>(
     client: &C,
-    include: &[TablePattern],
-    exclude: &[TablePattern],
+    filter: &TableFilter,
 ) -> Result<Selection> {
     let candidates = candidate_relations(client).await?;
-    select_tables(&candidates, include, exclude)
+    select_tables(&candidates, filter)
 }
 
 /// Pure part of [`resolve_tables`]: match the patterns, then drop partitions whose partitioned
 /// ancestor is also selected (querying the ancestor already reads them; exporting both would
 /// export their rows twice).
-pub fn select_tables(
-    candidates: &[Relation],
-    include: &[TablePattern],
-    exclude: &[TablePattern],
-) -> Result<Selection> {
-    let missing: Vec<&str> = include
-        .iter()
-        .filter(|p| p.is_literal() && !candidates.iter().any(|c| p.matches(&c.name)))
-        .map(TablePattern::as_str)
-        .collect();
-    if !missing.is_empty() {
+pub fn select_tables(candidates: &[Relation], filter: &TableFilter) -> Result<Selection> {
+    let unmatched = filter.unmatched(candidates.iter().map(|c| &c.name));
+    if !unmatched.missing.is_empty() {
+        let missing: Vec<&str> = unmatched.missing.iter().map(|p| p.as_str()).collect();
         bail!(
             "tables.include names {} that do not exist in the source (or are not tables): {}; \
              check the spelling and schema (unquoted names fold to lower case)",
@@ -130,12 +121,11 @@ pub fn select_tables(
     }
     let mut matched: Vec<&Relation> = candidates
         .iter()
-        .filter(|c| include.iter().any(|p| p.matches(&c.name)))
-        .filter(|c| !exclude.iter().any(|p| p.matches(&c.name)))
+        .filter(|c| filter.matches(&c.name))
         .collect();
     matched.sort_by(|a, b| a.name.cmp(&b.name));
     if matched.is_empty() {
-        bail!("no table matches {}", describe_selection(include, exclude));
+        bail!("no table matches {}", filter.describe());
     }
 
     let by_oid: HashMap<u32, &Relation> = candidates.iter().map(|c| (c.oid, c)).collect();
@@ -161,26 +151,6 @@ pub fn select_tables(
         }
     }
     Ok(Selection { tables, notes })
-}
-
-/// `tables.include [a, b] minus tables.exclude [c]`, for messages about a selection.
-pub fn describe_selection(include: &[TablePattern], exclude: &[TablePattern]) -> String {
-    let mut out = format!("tables.include [{}]", patterns_list(include));
-    if !exclude.is_empty() {
-        out.push_str(&format!(
-            " minus tables.exclude [{}]",
-            patterns_list(exclude)
-        ));
-    }
-    out
-}
-
-fn patterns_list(patterns: &[TablePattern]) -> String {
-    patterns
-        .iter()
-        .map(TablePattern::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The highest partitioned ancestor of `rel` that is also selected, if any.
@@ -707,6 +677,7 @@ pub fn unused_key_overrides(
 mod tests {
     use super::*;
     use crate::export::key::{choose_key, KeyChoice, KeyPick};
+    use protocol::ident::TablePattern;
 
     fn rel(oid: u32, name: &str, kind: RelKind, partition_of: Option<u32>) -> Relation {
         Relation {
@@ -723,6 +694,17 @@ mod tests {
             .iter()
             .map(|p| TablePattern::parse(p).unwrap())
             .collect()
+    }
+
+    fn select_tables(
+        candidates: &[Relation],
+        include: &[TablePattern],
+        exclude: &[TablePattern],
+    ) -> Result<Selection> {
+        super::select_tables(
+            candidates,
+            &TableFilter::new(include.to_vec(), exclude.to_vec()),
+        )
     }
 
     fn names(sel: &Selection) -> Vec<String> {

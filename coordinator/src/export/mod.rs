@@ -14,6 +14,7 @@ use crate::rds::export_info;
 use anyhow::{anyhow, Result};
 use fleet_io::clients::Clients;
 use plan::{plan_export, TablePlan};
+use protocol::layout::rds as rds_layout;
 use protocol::spec::ExportSpec;
 use protocol::{
     ChunkRange, ColumnExport, ExportChunk, ObjectLocation, OutputFormat, OutputTarget, S3Options,
@@ -99,24 +100,15 @@ pub async fn finalize_table(ctx: &Clients, job: &JobRun, table_idx: u32) -> Resu
     };
     let location = spec.output.location().map_err(|e| anyhow!(e))?;
     let files: Vec<(String, Vec<u8>, &str)> = if spec.output.format == OutputFormat::RdsParquet {
-        let table = job.tables[table_idx as usize].name();
-        vec![(
-            export_info::success_key(job.source_database(), table),
-            Vec::new(),
-            "text/plain",
-        )]
+        vec![(job.success_key(table_idx), Vec::new(), "text/plain")]
     } else {
         vec![
             (
-                job.manifest_key(table_idx, "_manifest.json"),
+                job.manifest_key(table_idx),
                 serde_json::to_vec_pretty(&job.manifest(table_idx))?,
                 "application/json",
             ),
-            (
-                job.manifest_key(table_idx, "_SUCCESS"),
-                Vec::new(),
-                "text/plain",
-            ),
+            (job.success_key(table_idx), Vec::new(), "text/plain"),
         ]
     };
     for (key, body, content_type) in files {
@@ -145,7 +137,7 @@ pub async fn finish(ctx: &Clients, job: &JobRun) -> Result<()> {
     }
     let root = spec.output.location().map_err(|e| anyhow!(e))?;
     let database = job.source_database();
-    let export_id = export_info::export_id(&root);
+    let export_id = rds_layout::export_id(&root);
     let now = SystemTime::now();
     let plans: Vec<(u32, &TablePlan)> = job
         .tables
@@ -171,7 +163,7 @@ pub async fn finish(ctx: &Clients, job: &JobRun) -> Result<()> {
         .collect();
     let export_only: Vec<String> = plans
         .iter()
-        .map(|(_, p)| export_info::target(database, &p.table))
+        .map(|(_, p)| rds_layout::target(database, &p.table))
         .collect();
     let info = export_info::export_info_json(&export_info::ExportInfo {
         job_id: &job.id,
@@ -189,7 +181,7 @@ pub async fn finish(ctx: &Clients, job: &JobRun) -> Result<()> {
         &infos,
         export_info::TABLES_PER_INFO_FILE,
     );
-    files.push((export_info::export_info_key(&export_id), info));
+    files.push((rds_layout::export_info_key(&export_id), info));
     for (key, doc) in files {
         let body = serde_json::to_vec_pretty(&doc)?;
         put(

@@ -52,14 +52,13 @@ pub async fn plan_export<C: GenericClient + Sync>(
     client: &C,
     spec: &ExportSpec,
 ) -> Result<ExportPlan> {
-    let include = spec.tables.include_patterns().map_err(anyhow::Error::msg)?;
-    let exclude = spec.tables.exclude_patterns().map_err(anyhow::Error::msg)?;
+    let filter = spec.tables.filter().map_err(anyhow::Error::msg)?;
     let overrides = spec.tables.key_overrides().map_err(anyhow::Error::msg)?;
     let target = spec.chunking.target();
 
     let database = catalog::current_database(client).await?;
     check_statement_timeout(client, spec.source.statement_timeout.as_deref()).await?;
-    let selection = catalog::resolve_tables(client, &include, &exclude).await?;
+    let selection = catalog::resolve_tables(client, &filter).await?;
     let mut notes = selection.notes;
     notes.extend(catalog::unused_key_overrides(&overrides, &selection.tables));
 

@@ -1,166 +1,20 @@
-//! The AWS RDS snapshot-export layout for pgfleet's `rds-parquet` format: object keys and the
-//! metadata documents, as pure functions (the engine does the I/O).
+//! The AWS RDS snapshot-export metadata documents for pgfleet's `rds-parquet` format, as pure
+//! functions (the engine does the I/O). The object keys, folder names and the column-type
+//! mapping are the protocol's (`protocol::layout::rds`, `protocol::RdsType`).
 //!
-//! ```text
-//! <export root = [prefix/]<export_id>/>
-//!   export_info_<export_id>.json
-//!   export_tables_info_<export_id>_from_<N>_to_<M>.json
-//!   <database>/<schema>.<table>/1/part-<NNNNN>-<uuid>-c000.gz.parquet
-//!   <database>/<schema>.<table>/1/_SUCCESS
-//! ```
-//!
-//! Every key here is relative to the export root. Folder names replace `\` `` ` `` `"` and space
-//! with `_` as AWS does (and `/`, which AWS never meets because it skips such tables), so they
-//! are not identifiers: readers map folders to tables through the metadata.
 //! The metadata shapes follow the reference in `docs/rds-export-format.md`; AWS does
 //! not document them, so field names follow parsers of real exports.
 
-use protocol::{ColumnType, ObjectLocation, QualifiedName};
+use protocol::layout::rds::{export_id, folder_name, path_component, tables_info_key, target};
+use protocol::{ColumnType, ObjectLocation, QualifiedName, RdsType};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The one batch folder pgfleet writes: its chunks are key ranges read in parallel, which is
-/// when AWS writes a single `1/` folder too.
-pub const BATCH_FOLDER: &str = "1";
 
 /// Tables per `export_tables_info_*` file when the engine splits them.
 pub const TABLES_PER_INFO_FILE: usize = 100;
 
 const BYTES_PER_GB: f64 = (1u64 << 30) as f64;
-
-/// A path component as AWS writes it: `\` `` ` `` `"` and space become `_`; so does `/`, which
-/// would otherwise add a folder level.
-fn path_component(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '\\' | '`' | '"' | ' ' | '/' => '_',
-            c => c,
-        })
-        .collect()
-}
-
-/// `schema.table` with `\` `` ` `` `"` space (and `/`) replaced by `_`.
-pub fn folder_name(table: &QualifiedName) -> String {
-    format!(
-        "{}.{}",
-        path_component(&table.schema),
-        path_component(&table.name)
-    )
-}
-
-/// `<database>/<schema>.<table>/1/`: everything of one table.
-pub fn table_prefix(database: &str, table: &QualifiedName) -> String {
-    format!(
-        "{}/{}/{BATCH_FOLDER}/",
-        path_component(database),
-        folder_name(table)
-    )
-}
-
-/// `<database>/<folder>/1/part-<seq:05>-<uuid>-c000.gz.parquet`. The uuid is derived from the
-/// job and the table, so a re-run of a chunk overwrites its object instead of adding one.
-pub fn part_key(database: &str, table: &QualifiedName, seq: u32, job_id: &str) -> String {
-    format!(
-        "{}part-{seq:05}-{}-c000.gz.parquet",
-        table_prefix(database, table),
-        part_uuid(job_id, table)
-    )
-}
-
-/// `<database>/<folder>/1/_SUCCESS`.
-pub fn success_key(database: &str, table: &QualifiedName) -> String {
-    format!("{}_SUCCESS", table_prefix(database, table))
-}
-
-/// A version-4-shaped uuid (what Spark writes) whose bits come from a stable hash of the job id
-/// and the table: the same inputs give the same uuid on every machine and every Rust version.
-pub fn part_uuid(job_id: &str, table: &QualifiedName) -> uuid::Uuid {
-    let mut h = Fnv128::new();
-    for part in [job_id, &table.schema, &table.name] {
-        h.write(part.as_bytes());
-        // Separator that cannot occur in the parts' lengths: length-prefix each part.
-        h.write(&(part.len() as u64).to_le_bytes());
-    }
-    uuid::Builder::from_random_bytes(h.0.to_be_bytes()).into_uuid()
-}
-
-/// FNV-1a, 128 bits: tiny, fixed by its specification.
-struct Fnv128(u128);
-
-impl Fnv128 {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-
-    fn new() -> Self {
-        Self(Self::OFFSET)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u128::from(b);
-            self.0 = self.0.wrapping_mul(Self::PRIME);
-        }
-    }
-}
-
-/// The export's identifier: the last folder of the export root (`s3://b/exports/run1/` →
-/// `run1`); the bucket name when the root is a bucket's top level.
-pub fn export_id(root: &ObjectLocation) -> String {
-    let last = |path: &str| {
-        path.trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let id = match root {
-        ObjectLocation::S3 { bucket, prefix } => {
-            let id = last(prefix);
-            if id.is_empty() {
-                bucket.clone()
-            } else {
-                id
-            }
-        }
-        ObjectLocation::File { root } => last(root),
-    };
-    if id.is_empty() {
-        "export".into()
-    } else {
-        id
-    }
-}
-
-/// `export_info_<id>.json`.
-pub fn export_info_key(export_id: &str) -> String {
-    format!("export_info_{export_id}.json")
-}
-
-/// `export_tables_info_<id>_from_<from>_to_<to>.json`.
-pub fn tables_info_key(export_id: &str, from: usize, to: usize) -> String {
-    format!("export_tables_info_{export_id}_from_{from}_to_{to}.json")
-}
-
-/// `<database>.<schema>.<table>`, the `target` of a table in the metadata (ambiguous when names
-/// contain dots, as in AWS's own files).
-pub fn target(database: &str, table: &QualifiedName) -> String {
-    format!("{database}.{}.{}", table.schema, table.name)
-}
-
-/// The Parquet type a column is exported as, in the metadata's words. Matches the worker's
-/// encoder (`worker::export::parquet::ColumnKind`).
-pub fn expected_exported_type(ty: &ColumnType) -> &'static str {
-    match ty.typname.as_str() {
-        "int2" | "int4" => "int32",
-        "int8" => "int64",
-        "float4" => "float",
-        "float8" => "double",
-        "bool" => "boolean",
-        "bytea" => "binary",
-        _ => "binary (UTF8)",
-    }
-}
 
 /// What `export_info_<id>.json` says about the whole export.
 #[derive(Debug, Clone)]
@@ -170,7 +24,8 @@ pub struct ExportInfo<'a> {
     pub database: &'a str,
     /// The export root: `[prefix/]<export_id>/`.
     pub root: &'a ObjectLocation,
-    /// `exportOnly`: usually the [`target`] of every exported table.
+    /// `exportOnly`: usually the `target` (`protocol::layout::rds::target`) of every exported
+    /// table.
     pub export_only: &'a [String],
     /// When the data was read (the exported snapshot, or the job start).
     pub snapshot_time: SystemTime,
@@ -241,7 +96,7 @@ fn table_status(database: &str, t: &TableInfo<'_>) -> Value {
             json!({
                 "columnName": name,
                 "originalType": ty.data_type,
-                "expectedExportedType": expected_exported_type(ty),
+                "expectedExportedType": RdsType::from_typname(&ty.typname).exported_type(),
                 "originalCharMaxLength": ty.char_max_length.unwrap_or(0),
                 "originalNumPrecision": ty.numeric_precision.unwrap_or(0),
                 "originalDateTimePrecision": ty.datetime_precision.unwrap_or(0),
@@ -400,74 +255,6 @@ mod tests {
             numeric_precision: None,
             datetime_precision: None,
         }
-    }
-
-    #[test]
-    fn keys() {
-        let t = QualifiedName::new("sales", "Odd \"Name\" `T`\\x/y");
-        assert_eq!(folder_name(&t), "sales.Odd__Name___T__x_y");
-        assert_eq!(
-            success_key("my db", &t),
-            "my_db/sales.Odd__Name___T__x_y/1/_SUCCESS"
-        );
-        let k = part_key("shop", &QualifiedName::new("public", "orders"), 7, "job-1");
-        let re = k
-            .strip_prefix("shop/public.orders/1/part-00007-")
-            .and_then(|r| r.strip_suffix("-c000.gz.parquet"))
-            .unwrap_or_else(|| panic!("{k}"));
-        let u = uuid::Uuid::parse_str(re).unwrap();
-        assert_eq!(u.get_version_num(), 4);
-        assert_eq!(u.hyphenated().to_string(), re);
-        // Deterministic per (job, table); different otherwise; the sequence number is separate.
-        let orders = QualifiedName::new("public", "orders");
-        assert_eq!(part_uuid("job-1", &orders), part_uuid("job-1", &orders));
-        assert_ne!(part_uuid("job-2", &orders), part_uuid("job-1", &orders));
-        assert_ne!(
-            part_uuid("job-1", &QualifiedName::new("public", "order")),
-            part_uuid("job-1", &orders)
-        );
-        assert_ne!(
-            part_uuid("job-1", &QualifiedName::new("publico", "rders")),
-            part_uuid("job-1", &orders)
-        );
-        assert_eq!(k, part_key("shop", &orders, 7, "job-1"));
-        assert_eq!(part_key("shop", &orders, 123_456, "j").len(), k.len() + 1);
-        assert_eq!(export_info_key("run1"), "export_info_run1.json");
-        assert_eq!(
-            tables_info_key("run1", 1, 20),
-            "export_tables_info_run1_from_1_to_20.json"
-        );
-    }
-
-    #[test]
-    fn uuid_is_pinned() {
-        // A fixed value: changing the hash would orphan the objects of earlier runs.
-        assert_eq!(
-            part_uuid("job-1", &QualifiedName::new("public", "orders")).to_string(),
-            PINNED_UUID
-        );
-    }
-    const PINNED_UUID: &str = "06ecc0f9-b670-411a-8081-7232f55d33a7";
-
-    #[test]
-    fn fnv_matches_the_published_vector() {
-        let mut h = Fnv128::new();
-        h.write(b"a");
-        assert_eq!(h.0, 0xd228cb696f1a8caf78912b704e4a8964);
-    }
-
-    #[test]
-    fn export_ids() {
-        let s3 = |b: &str, p: &str| ObjectLocation::S3 {
-            bucket: b.into(),
-            prefix: p.into(),
-        };
-        assert_eq!(export_id(&s3("b", "exports/run1/")), "run1");
-        assert_eq!(export_id(&s3("b", "run1/")), "run1");
-        assert_eq!(export_id(&s3("b", "")), "b");
-        let file = |r: &str| ObjectLocation::File { root: r.into() };
-        assert_eq!(export_id(&file("/tmp/x/run2")), "run2");
-        assert_eq!(export_id(&file("/")), "export");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Parquet footers read with ranged reads: the tail of the file (which holds the 8-byte
 //! footer and, almost always, the whole metadata), then the rest of the metadata only if it is
-//! longer. Never the whole file. Many footers are read concurrently.
+//! longer. Never the whole file. Many footers are read concurrently. Parsing is parquet's
+//! `ParquetMetaDataReader` over the fetched suffix (`try_parse_sized`, `NeedMoreData` when the
+//! metadata is longer than the suffix); this module adds the limits and the two reads.
 
 use bytes::{Bytes, BytesMut};
 use fleet_io::clients::Clients;
 use futures::stream::{self, StreamExt};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use protocol::{ObjectLocation, S3Options};
 
@@ -50,9 +53,11 @@ impl std::fmt::Display for FooterError {
     }
 }
 
-/// Where the metadata lies, from the last 8 bytes of a file of `file_size` bytes: the byte
-/// range of the Thrift-encoded metadata.
-pub fn metadata_range(last8: &[u8], file_size: u64) -> Result<std::ops::Range<u64>, String> {
+/// The limits pgfleet puts on a footer, from the last 8 bytes of a file of `file_size` bytes:
+/// a file long enough to be Parquet, no encryption, metadata of at most
+/// [`MAX_METADATA_BYTES`] that fits in the file after its leading `PAR1`. Returns the length
+/// of the Thrift-encoded metadata.
+pub fn check_footer(last8: &[u8], file_size: u64) -> Result<u64, String> {
     if file_size < MIN_FILE_LEN {
         return Err(format!("{file_size} bytes is too short for a Parquet file"));
     }
@@ -72,16 +77,11 @@ pub fn metadata_range(last8: &[u8], file_size: u64) -> Result<std::ops::Range<u6
             "footer says the metadata is {len} bytes, but the file is only {file_size} bytes"
         ));
     }
-    let end = file_size - FOOTER_LEN;
-    Ok(end - len..end)
+    Ok(len)
 }
 
-/// Decode the Thrift metadata into what we keep. Never panics, whatever the bytes.
-pub fn decode(metadata: &[u8]) -> Result<Footer, String> {
-    // The decoder is not ours: a panic on hostile bytes must not take the coordinator down.
-    let decoded = std::panic::catch_unwind(|| ParquetMetaDataReader::decode_metadata(metadata))
-        .map_err(|_| "the Parquet metadata decoder panicked on these bytes".to_string())?;
-    let meta: ParquetMetaData = decoded.map_err(|e| e.to_string())?;
+/// What we keep of decoded metadata.
+fn footer_of(meta: &ParquetMetaData) -> Result<Footer, String> {
     let mut row_groups = Vec::with_capacity(meta.num_row_groups());
     for (i, rg) in meta.row_groups().iter().enumerate() {
         let n = u64::try_from(rg.num_rows())
@@ -106,35 +106,29 @@ pub fn decode(metadata: &[u8]) -> Result<Footer, String> {
     Ok(Footer { row_groups, fields })
 }
 
-/// Decode a footer from the last `tail.len()` bytes of a file of `file_size` bytes. `Ok(Err(r))`
-/// means the metadata starts before the tail: read range `r` and call [`decode_split`].
-pub fn decode_tail(
-    tail: &[u8],
-    file_size: u64,
-) -> Result<Result<Footer, std::ops::Range<u64>>, String> {
-    if (tail.len() as u64) < FOOTER_LEN.min(file_size) || tail.len() as u64 > file_size {
+/// Decode a footer from `suffix`, the last `suffix.len()` bytes of a file of `file_size`
+/// bytes. `Ok(Err(n))` means the metadata starts before the suffix: read the last `n` bytes of
+/// the file and call again. Never panics, whatever the bytes.
+pub fn decode_suffix(suffix: &Bytes, file_size: u64) -> Result<Result<Footer, u64>, String> {
+    if (suffix.len() as u64) < FOOTER_LEN.min(file_size) || suffix.len() as u64 > file_size {
         return Err(format!(
             "read {} bytes of the tail of a {file_size}-byte file",
-            tail.len()
+            suffix.len()
         ));
     }
-    let range = metadata_range(&tail[tail.len() - FOOTER_LEN as usize..], file_size)?;
-    let tail_start = file_size - tail.len() as u64;
-    if range.start >= tail_start {
-        let from = (range.start - tail_start) as usize;
-        let to = (range.end - tail_start) as usize;
-        decode(&tail[from..to]).map(Ok)
-    } else {
-        Ok(Err(range.start..tail_start))
+    check_footer(&suffix[suffix.len() - FOOTER_LEN as usize..], file_size)?;
+    // The decoder is not ours: a panic on hostile bytes must not take the coordinator down.
+    let parsed = std::panic::catch_unwind(|| {
+        let mut reader = ParquetMetaDataReader::new();
+        reader.try_parse_sized(suffix, file_size)?;
+        reader.finish()
+    })
+    .map_err(|_| "the Parquet metadata decoder panicked on these bytes".to_string())?;
+    match parsed {
+        Ok(meta) => footer_of(&meta).map(Ok),
+        Err(ParquetError::NeedMoreData(n)) => Ok(Err(n as u64)),
+        Err(e) => Err(e.to_string()),
     }
-}
-
-/// Decode when the metadata spans `head` (bytes before the tail) and the tail.
-pub fn decode_split(head: &[u8], tail: &[u8]) -> Result<Footer, String> {
-    let mut buf = BytesMut::with_capacity(head.len() + tail.len());
-    buf.extend_from_slice(head);
-    buf.extend_from_slice(&tail[..tail.len() - FOOTER_LEN as usize]);
-    decode(&buf)
 }
 
 /// Read one footer with at most two ranged reads.
@@ -161,21 +155,30 @@ pub async fn read_footer(
             tail.len()
         )));
     }
-    match decode_tail(&tail, size).map_err(FooterError::Corrupt)? {
+    let needed = match decode_suffix(&tail, size).map_err(FooterError::Corrupt)? {
+        Ok(footer) => return Ok(footer),
+        Err(needed) => needed,
+    };
+    // `check_footer` bounded `needed` by the file size.
+    let rest = size - needed..size - tail_len;
+    let want = rest.end - rest.start;
+    let head = fleet_io::objects::get_range(ctx, root, s3, key, rest)
+        .await
+        .map_err(|e| FooterError::Read(e.to_string()))?;
+    if head.len() as u64 != want {
+        return Err(FooterError::Read(format!(
+            "asked for {want} bytes of metadata, got {}",
+            head.len()
+        )));
+    }
+    let mut suffix = BytesMut::with_capacity(head.len() + tail.len());
+    suffix.extend_from_slice(&head);
+    suffix.extend_from_slice(&tail);
+    match decode_suffix(&suffix.freeze(), size).map_err(FooterError::Corrupt)? {
         Ok(footer) => Ok(footer),
-        Err(rest) => {
-            let want = rest.end - rest.start;
-            let head = fleet_io::objects::get_range(ctx, root, s3, key, rest)
-                .await
-                .map_err(|e| FooterError::Read(e.to_string()))?;
-            if head.len() as u64 != want {
-                return Err(FooterError::Read(format!(
-                    "asked for {want} bytes of metadata, got {}",
-                    head.len()
-                )));
-            }
-            decode_split(&head, &tail).map_err(FooterError::Corrupt)
-        }
+        Err(more) => Err(FooterError::Corrupt(format!(
+            "the metadata needs the last {more} bytes, more than the {needed} its footer says"
+        ))),
     }
 }
 
@@ -266,49 +269,65 @@ mod tests {
         buf
     }
 
+    fn suffix(file: &[u8], n: usize) -> Bytes {
+        Bytes::copy_from_slice(&file[file.len() - n..])
+    }
+
     #[test]
     fn decodes_from_the_tail() {
         let file = parquet_bytes(25, 10);
         let size = file.len() as u64;
-        let footer = decode_tail(&file, size).unwrap().unwrap();
+        let footer = decode_suffix(&Bytes::from(file.clone()), size)
+            .unwrap()
+            .unwrap();
         assert_eq!(footer.row_groups, vec![10, 10, 5]);
         assert_eq!(footer.fields, vec!["id".to_string(), "my name".to_string()]);
 
-        // A tail too short for the metadata asks for the rest, then decodes the two pieces.
-        let tail = &file[file.len() - 20..];
-        let rest = decode_tail(tail, size).unwrap().unwrap_err();
-        assert_eq!(rest.end, size - 20);
-        let head = &file[rest.start as usize..rest.end as usize];
-        assert_eq!(decode_split(head, tail).unwrap(), footer);
+        // A tail too short for the metadata asks for more, then decodes the longer suffix.
+        let needed = decode_suffix(&suffix(&file, 20), size)
+            .unwrap()
+            .unwrap_err();
+        assert!(needed > 20 && needed < size, "{needed}");
+        let again = decode_suffix(&suffix(&file, needed as usize), size).unwrap();
+        assert_eq!(again.unwrap(), footer);
     }
 
     #[test]
     fn corrupt_files_are_errors() {
         let file = parquet_bytes(5, 10);
         let size = file.len() as u64;
-        assert!(decode_tail(b"not parquet at all", 18)
-            .unwrap_err()
-            .contains("Corrupt footer"));
-        assert!(metadata_range(b"PAR1", 4)
-            .unwrap_err()
-            .contains("too short"));
+        assert!(
+            decode_suffix(&Bytes::from_static(b"not parquet at all"), 18)
+                .unwrap_err()
+                .contains("Corrupt footer")
+        );
+        assert!(check_footer(b"PAR1", 4).unwrap_err().contains("too short"));
         let mut huge = (u32::MAX).to_le_bytes().to_vec();
         huge.extend_from_slice(b"PAR1");
-        assert!(metadata_range(&huge, 1 << 40)
+        assert!(check_footer(&huge, 1 << 40)
             .unwrap_err()
             .contains("accepted"));
         // A length pointing before the start of the file.
         let mut bad = file.clone();
         let n = bad.len();
         bad[n - 8..n - 4].copy_from_slice(&(n as u32).to_le_bytes());
-        assert!(decode_tail(&bad, size).unwrap_err().contains("only"));
+        assert!(decode_suffix(&Bytes::from(bad), size)
+            .unwrap_err()
+            .contains("only"));
         // Garbage metadata with a valid trailer.
         let mut garbage = vec![0xffu8; 100];
         garbage.extend_from_slice(&50u32.to_le_bytes());
         garbage.extend_from_slice(b"PAR1");
-        assert!(decode_tail(&garbage, garbage.len() as u64).is_err());
+        let len = garbage.len() as u64;
+        assert!(decode_suffix(&Bytes::from(garbage), len).is_err());
         // Truncated file: the trailer is gone.
-        assert!(decode_tail(&file[..file.len() - 3], size - 3).is_err());
+        assert!(decode_suffix(&Bytes::copy_from_slice(&file[..file.len() - 3]), size - 3).is_err());
+        // Encrypted footers are refused by name.
+        let mut pare = file.clone();
+        pare[n - 4..].copy_from_slice(b"PARE");
+        assert!(decode_suffix(&Bytes::from(pare), size)
+            .unwrap_err()
+            .contains("encrypted"));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Which objects of `<database>/` belong to which table: folders are found from the metadata
-//! (`folder_name` of each table), never parsed back into identifiers. Inside a table folder
-//! every `*.parquet` counts, at any depth (batch folders `1/`, `2/` …, partition batch folders,
-//! or the older flat layout), and `_SUCCESS` marks the folder it sits in. Pure.
+//! (`protocol::layout::rds::table_folder` of each table), never parsed back into identifiers.
+//! Inside a table folder every `*.parquet` counts, at any depth (batch folders `1/`, `2/` …,
+//! partition batch folders, or the older flat layout), and `_SUCCESS` marks the folder it sits
+//! in. Pure.
 
 use super::{Batch, Notes};
 use fleet_io::objects::ObjectInfo;
+use protocol::layout::SUCCESS;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,7 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 pub struct FolderClaim {
     /// The metadata target, for messages.
     pub target: String,
-    /// The folder key relative to the export root: `<database>/<folder_name>/`.
+    /// The folder key relative to the export root: `<database>/<schema>.<table>/`
+    /// (`protocol::layout::rds::table_folder`).
     pub folder: String,
     /// False for tables that will not be restored (not COMPLETE): their folder is claimed (it
     /// is no orphan and it can collide) but its contents are not checked.
@@ -159,7 +162,7 @@ fn scan_folder(
             .rev()
             .skip(1)
             .any(|c| c.starts_with('_') || c.starts_with('.'));
-        if name == "_SUCCESS" && !hidden_dir {
+        if name == SUCCESS && !hidden_dir {
             batch(&mut batches);
             batches.get_mut(&dir).expect("just inserted").has_success = true;
         } else if is_ignorable(name) {

@@ -1,5 +1,5 @@
 //! The export's metadata files, parsed tolerantly: `export_info_<id>.json` and every
-//! `export_tables_info_<id>_from_<N>_to_<M>.json`.
+//! `export_tables_info_<id>_from_<N>_to_<M>.json` (their names are `protocol::layout::rds`'s).
 //!
 //! AWS does not document their shape (see `docs/rds-export-format.md`), so nothing
 //! here trusts it: keys are matched ignoring case and `_`/`-`, integers may be numbers, floats
@@ -172,45 +172,6 @@ fn row_counts(v: &Value, out: &mut Vec<i64>) {
         Value::Array(items) => items.iter().for_each(|i| row_counts(i, out)),
         _ => {}
     }
-}
-
-/// `export_info_<id>.json` → `<id>`.
-pub fn export_info_id(file_name: &str) -> Option<&str> {
-    file_name
-        .strip_prefix("export_info_")?
-        .strip_suffix(".json")
-        .filter(|id| !id.is_empty())
-}
-
-/// The parts of an `export_tables_info_<id>_from_<N>_to_<M>.json` name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TablesInfoName {
-    pub export_id: String,
-    pub from: u64,
-    pub to: u64,
-}
-
-/// Parse an `export_tables_info_<id>_from_<N>_to_<M>.json` name (N and M are 1-based,
-/// inclusive element indexes, inferred from real file names such as `…_from_1_to_96.json`).
-pub fn tables_info_name(file_name: &str) -> Option<TablesInfoName> {
-    let rest = file_name
-        .strip_prefix("export_tables_info_")?
-        .strip_suffix(".json")?;
-    let (id, range) = rest.rsplit_once("_from_")?;
-    let (from, to) = range.split_once("_to_")?;
-    if id.is_empty() {
-        return None;
-    }
-    Some(TablesInfoName {
-        export_id: id.to_string(),
-        from: from.parse().ok()?,
-        to: to.parse().ok()?,
-    })
-}
-
-/// Whether a top-level file name is a tables-info file, whatever its range suffix looks like.
-pub fn is_tables_info(file_name: &str) -> bool {
-    file_name.starts_with("export_tables_info_") && file_name.ends_with(".json")
 }
 
 /// Parse `export_info_<id>.json`. Malformed JSON is an `Err`; odd fields are warnings.
@@ -684,34 +645,6 @@ mod tests {
         assert_eq!(info.total_exported_data_in_gb, Some(1.5));
         assert!(parse_export_info("k", b"[]", &mut notes).is_err());
         assert!(parse_export_info("k", b"nope", &mut notes).is_err());
-    }
-
-    #[test]
-    fn file_names() {
-        assert_eq!(export_info_id("export_info_my-exp.json"), Some("my-exp"));
-        assert_eq!(export_info_id("export_info_.json"), None);
-        assert_eq!(
-            export_info_id("export_tables_info_x_from_1_to_2.json"),
-            None
-        );
-        assert_eq!(
-            tables_info_name("export_tables_info_folio-db-export_from_1_to_6.json"),
-            Some(TablesInfoName {
-                export_id: "folio-db-export".into(),
-                from: 1,
-                to: 6
-            })
-        );
-        // An id containing "_from_" still splits on the last one.
-        assert_eq!(
-            tables_info_name("export_tables_info_a_from_b_from_7_to_9.json")
-                .unwrap()
-                .export_id,
-            "a_from_b"
-        );
-        assert_eq!(tables_info_name("export_tables_info_x.json"), None);
-        assert!(is_tables_info("export_tables_info_x.json"));
-        assert!(!is_tables_info("export_info_x.json"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! [`discover`] lists the export root, reads `export_info_<id>.json` and every
 //! `export_tables_info_<id>_from_<N>_to_<M>.json`, maps the tables of one database to their
-//! folders *through the metadata* ([`folder_name`]), lists every part file of every batch folder
+//! folders *through the metadata* (`protocol::layout::rds::table_folder`), lists every part file
+//! of every batch folder
 //! (or of the older flat layout) and reads each file's Parquet footer with ranged reads.
 //!
 //! Nothing here is fatal except an unreadable root: everything else lands in
@@ -18,8 +19,6 @@ pub mod export_info;
 pub mod footers;
 pub mod layout;
 pub mod metadata;
-#[cfg(test)]
-mod metadata_fuzz;
 
 pub use footers::{Footer, FooterError};
 pub use metadata::{ColumnMapping, ExportInfo};
@@ -31,6 +30,7 @@ use fleet_io::objects::{self, ObjectInfo};
 use futures::stream::{self, StreamExt};
 use metadata::{Emptiness, StatusEntry, TableEntry};
 use protocol::ident::one_line;
+use protocol::layout::rds::{self as rds_layout, database_folder, split_target};
 use protocol::{ObjectLocation, S3Options};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,25 +154,6 @@ impl Notes {
     pub fn is_empty(&self) -> bool {
         self.warnings.is_empty() && self.problems.is_empty()
     }
-}
-
-/// AWS's folder name for `schema.table` (or a database): `\`, `` ` ``, `"` and space become
-/// `_`; so does `/`, as pgfleet's own `rds-parquet` writer does (`rds_export::folder_name`): a
-/// raw `/` would nest one table's folder inside another's. Not reversible: map folders to
-/// tables through the metadata, never the other way.
-pub fn folder_name(schema_and_table: &str) -> String {
-    schema_and_table
-        .chars()
-        .map(|c| match c {
-            '\\' | '`' | '"' | ' ' | '/' => '_',
-            c => c,
-        })
-        .collect()
-}
-
-/// The folder of `database` relative to the export root: `<database>/`.
-pub fn database_folder(database: &str) -> String {
-    format!("{}/", folder_name(database))
 }
 
 /// Discover what the export at `root` holds for `database`. Errors only when the root itself
@@ -329,7 +310,7 @@ async fn probe(ctx: &Clients, root: &ObjectLocation, s3: &S3Options) -> (Vec<Str
                     continue;
                 };
                 while let Ok(Some(e)) = rd.next_entry().await {
-                    if metadata::export_info_id(&e.file_name().to_string_lossy()).is_some() {
+                    if rds_layout::export_info_id(&e.file_name().to_string_lossy()).is_some() {
                         exports.push(f.clone());
                         break;
                     }
@@ -355,11 +336,11 @@ pub fn assemble(
     let mut tables_docs = Vec::new();
     let mut ids = BTreeSet::new();
     for (key, body) in docs {
-        if let Some(id) = metadata::export_info_id(key) {
+        if let Some(id) = rds_layout::export_info_id(key) {
             ids.insert(id.to_string());
             infos.push((key, body));
-        } else if metadata::is_tables_info(key) {
-            match metadata::tables_info_name(key) {
+        } else if rds_layout::is_tables_info(key) {
+            match rds_layout::tables_info_name(key) {
                 Some(n) => {
                     ids.insert(n.export_id.clone());
                     tables_docs.push((key, body, Some(n)));
@@ -444,9 +425,9 @@ pub fn assemble(
         .iter()
         .map(|t| layout::FolderClaim {
             target: t.target.clone(),
-            folder: format!(
-                "{db_folder}{}/",
-                folder_name(split_target(&t.target, database).unwrap_or_default())
+            folder: rds_layout::table_folder(
+                database,
+                split_target(&t.target, database).unwrap_or_default(),
             ),
             check: t.is_complete(),
         })
@@ -516,14 +497,6 @@ pub fn assemble(
     }
 }
 
-/// `<database>.<rest>` → `<rest>`.
-fn split_target<'a>(target: &'a str, database: &str) -> Option<&'a str> {
-    target
-        .strip_prefix(database)?
-        .strip_prefix('.')
-        .filter(|r| !r.is_empty())
-}
-
 fn read_info(infos: &[(&String, &Result<Bytes, String>)], notes: &mut Notes) -> Option<ExportInfo> {
     let Some((key, body)) = infos.first() else {
         notes.warn(
@@ -545,7 +518,7 @@ fn read_info(infos: &[(&String, &Result<Bytes, String>)], notes: &mut Notes) -> 
             return None;
         }
     };
-    let id = metadata::export_info_id(key).unwrap_or_default();
+    let id = rds_layout::export_info_id(key).unwrap_or_default();
     if let Some(t) = &info.export_task_identifier {
         if t != id {
             notes.warn(format!(
@@ -572,7 +545,7 @@ fn read_tables_info(
     docs: &mut [(
         &String,
         &Result<Bytes, String>,
-        Option<metadata::TablesInfoName>,
+        Option<rds_layout::TablesInfoName>,
     )],
     notes: &mut Notes,
 ) -> Vec<StatusEntry> {
@@ -584,7 +557,7 @@ fn read_tables_info(
         return Vec::new();
     }
     docs.sort_by(|a, b| {
-        let r = |n: &Option<metadata::TablesInfoName>| n.as_ref().map(|n| (n.from, n.to));
+        let r = |n: &Option<rds_layout::TablesInfoName>| n.as_ref().map(|n| (n.from, n.to));
         r(&a.2).cmp(&r(&b.2)).then_with(|| a.0.cmp(b.0))
     });
     // The ranges should tile 1..=M (inferred from real names: 1-based, inclusive).
@@ -756,20 +729,6 @@ mod tests {
             row_groups: rows.to_vec(),
             fields: fields.iter().map(|s| s.to_string()).collect(),
         })
-    }
-
-    #[test]
-    fn folder_names_substitute_awkward_characters() {
-        assert_eq!(folder_name("public.my table"), "public.my_table");
-        assert_eq!(
-            folder_name(r#"public.Odd "Name" Table"#),
-            "public.Odd__Name__Table"
-        );
-        assert_eq!(folder_name("a\\b`c"), "a_b_c");
-        assert_eq!(folder_name("sch.em.a.t.able"), "sch.em.a.t.able");
-        assert_eq!(folder_name("ünï.cödé"), "ünï.cödé");
-        assert_eq!(folder_name("public.a/b%c"), "public.a_b%c");
-        assert_eq!(database_folder("my db"), "my_db/");
     }
 
     #[test]

@@ -18,7 +18,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use changes::{Change, Repair};
 use fleet_io::clients::Clients;
 use protocol::spec::{NonEmptyPolicy, RestoreSpec};
-use protocol::{LedgerKey, ObjectRef, QualifiedName, RestoreColumn, RestoreFile, RowGroupRange};
+use protocol::{
+    LedgerKey, ObjectRef, QualifiedName, RdsType, RestoreColumn, RestoreFile, RowGroupRange,
+    TableFilter,
+};
 use std::collections::{BTreeMap, HashMap};
 use target::{ExtensionTable, ForeignKey, TargetCatalog, TargetTable};
 use waves::{plan_waves, FkEdge};
@@ -86,11 +89,8 @@ pub async fn inspect(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<Rest
     .await?;
     let client = connect(spec).await?;
     let catalog = target::load(&client).await?;
-    let include = spec.tables.include_patterns().map_err(|e| anyhow!(e))?;
-    let exclude = spec.tables.exclude_patterns().map_err(|e| anyhow!(e))?;
-    let wanted = |name: &QualifiedName| {
-        include.iter().any(|p| p.matches(name)) && !exclude.iter().any(|p| p.matches(name))
-    };
+    let filter = spec.tables.filter().map_err(|e| anyhow!(e))?;
+    let wanted = |name: &QualifiedName| filter.matches(name);
 
     let mut problems = inventory.problems.clone();
     let mut warnings = inventory.warnings.clone();
@@ -147,7 +147,7 @@ pub async fn inspect(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<Rest
             }
         }
     }
-    problems.extend(unmatched_patterns(&include, &exclude, &export_names));
+    problems.extend(unmatched_patterns(&filter, &export_names));
     drop_duplicate_partitions(&mut selected, &mut notes);
 
     // Columns, by name.
@@ -349,14 +349,11 @@ fn guess_name(schema_and_table: &str) -> Option<QualifiedName> {
 /// As for exports: a literal name in `tables.include` that the export does not hold is a
 /// problem (a typo would otherwise restore nothing and succeed), and so is a selection that
 /// matches nothing at all.
-fn unmatched_patterns(
-    include: &[protocol::ident::TablePattern],
-    exclude: &[protocol::ident::TablePattern],
-    names: &[QualifiedName],
-) -> Vec<String> {
-    let mut problems: Vec<String> = include
+fn unmatched_patterns(filter: &TableFilter, names: &[QualifiedName]) -> Vec<String> {
+    let unmatched = filter.unmatched(names);
+    let mut problems: Vec<String> = unmatched
+        .missing
         .iter()
-        .filter(|p| p.is_literal() && !names.iter().any(|n| p.matches(n)))
         .map(|p| {
             format!(
                 "tables.include names {} but the export holds no such table; check the spelling and schema (unquoted names fold to lower case)",
@@ -364,13 +361,10 @@ fn unmatched_patterns(
             )
         })
         .collect();
-    let any = names
-        .iter()
-        .any(|n| include.iter().any(|p| p.matches(n)) && !exclude.iter().any(|p| p.matches(n)));
-    if problems.is_empty() && !any && !names.is_empty() {
+    if problems.is_empty() && unmatched.nothing_selected && !names.is_empty() {
         problems.push(format!(
             "no table of the export matches {}",
-            crate::export::catalog::describe_selection(include, exclude)
+            filter.describe()
         ));
     }
     problems
@@ -474,9 +468,9 @@ fn type_problem(
         .find(|c| c.column_name == column)?
         .expected_exported_type
         .to_ascii_lowercase();
-    let raw_binary = exported.starts_with("binary") && !exported.contains("utf8");
+    let kind = RdsType::from_exported_type(&exported)?;
     let is_bytea = target.typname == "bytea";
-    if raw_binary && !is_bytea {
+    if kind == RdsType::Binary && !is_bytea {
         return Some(format!(
             "exported as raw binary but the target type is {}",
             target.type_display
@@ -486,15 +480,13 @@ fn type_problem(
         target.typname.as_str(),
         "int2" | "int4" | "int8" | "float4" | "float8" | "numeric" | "money" | "oid"
     );
-    if exported == "boolean" && numeric_target {
+    if kind == RdsType::Boolean && numeric_target {
         return Some(format!(
             "exported as boolean but the target type is {}",
             target.type_display
         ));
     }
-    if matches!(exported.as_str(), "int32" | "int64" | "double" | "float")
-        && (is_bytea || target.typname == "bool")
-    {
+    if kind.is_numeric() && (is_bytea || target.typname == "bool") {
         return Some(format!(
             "exported as {exported} but the target type is {}",
             target.type_display

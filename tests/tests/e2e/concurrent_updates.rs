@@ -93,7 +93,7 @@ format = "csv"
 
 /// Every exported row of a table, read back from its parts.
 fn exported_rows(root: &Path, table: &str) -> anyhow::Result<Vec<Row>> {
-    let folder = protocol::location::table_folder(&QualifiedName::new("public", table));
+    let folder = protocol::layout::csv::table_folder(&QualifiedName::new("public", table));
     let dir = root.join(folder.trim_end_matches('/'));
     let mut rows = Vec::new();
     let mut parts = 0;

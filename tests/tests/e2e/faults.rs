@@ -161,7 +161,9 @@ async fn kill_coordinator_mid_job_and_restart() -> anyhow::Result<()> {
     // How many times each chunk ran (one result per run, successful or not).
     let mut runs: BTreeMap<i32, usize> = BTreeMap::new();
     for r in sc.results().await? {
-        let chunk: i32 = r.task_id.rsplit('/').next().unwrap_or("").parse()?;
+        let (_, chunk) = protocol::parse_task_id(&r.task_id)
+            .ok_or_else(|| anyhow::anyhow!("malformed task id {:?}", r.task_id))?;
+        let chunk = chunk as i32;
         *runs.entry(chunk).or_default() += 1;
     }
     assert_eq!(runs.len() as i64, total, "every chunk ran: {runs:?}");

@@ -214,7 +214,7 @@ async fn hostile_identifiers_export_exactly_and_round_trip() -> anyhow::Result<(
         root: csv_dir.clone(),
     };
     for t in TABLES {
-        let folder = protocol::location::table_folder(&QualifiedName::new(SCHEMA, t.name));
+        let folder = protocol::layout::csv::table_folder(&QualifiedName::new(SCHEMA, t.name));
         let folder = folder.trim_end_matches('/');
         let check = TableCheck {
             folder,

@@ -73,16 +73,18 @@ pub enum ColumnKind {
 }
 
 impl ColumnKind {
+    /// The protocol's rule (`protocol::RdsType::from_typname`), shared with the coordinator's
+    /// export metadata.
     pub fn from_typname(typname: &str) -> Self {
-        match typname {
-            "int2" => Self::Int16,
-            "int4" => Self::Int32,
-            "int8" => Self::Int64,
-            "float4" => Self::Float32,
-            "float8" => Self::Float64,
-            "bool" => Self::Boolean,
-            "bytea" => Self::Binary,
-            _ => Self::Text,
+        match protocol::RdsType::from_typname(typname) {
+            protocol::RdsType::Int16 => Self::Int16,
+            protocol::RdsType::Int32 => Self::Int32,
+            protocol::RdsType::Int64 => Self::Int64,
+            protocol::RdsType::Float32 => Self::Float32,
+            protocol::RdsType::Float64 => Self::Float64,
+            protocol::RdsType::Boolean => Self::Boolean,
+            protocol::RdsType::Binary => Self::Binary,
+            protocol::RdsType::Text => Self::Text,
         }
     }
 

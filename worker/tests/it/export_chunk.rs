@@ -235,7 +235,7 @@ async fn round_trip(format: OutputFormat, sink: Sink, ranges: Ranges) {
     let mut exported = Vec::new();
     let mut most_parts = 0;
     for (seq, range) in chunk_ranges(&db, ranges).await.into_iter().enumerate() {
-        let key = protocol::location::part_key(&table(), seq as u32, format.extension());
+        let key = protocol::layout::csv::part_key(&table(), seq as u32, format.extension());
         let t = task(
             db.source(),
             table(),
@@ -309,7 +309,7 @@ async fn round_trip(format: OutputFormat, sink: Sink, ranges: Ranges) {
         }
         None => {
             // Only the final files: no temporaries left behind.
-            let folder = file_root.join(protocol::location::table_folder(&table()));
+            let folder = file_root.join(protocol::layout::csv::table_folder(&table()));
             let mut names: Vec<String> = std::fs::read_dir(&folder)
                 .expect("table folder")
                 .flatten()

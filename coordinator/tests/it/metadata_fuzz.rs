@@ -10,34 +10,22 @@
 //! is the round trip).
 //!
 //! Cases per property default to a few thousand; `PROPTEST_CASES` overrides them and
-//! `PROPTEST_RNG_SEED` the fixed seed.
+//! `PROPTEST_RNG_SEED` the fixed seed. The strategies and mutations are pgfleet-tests' shared
+//! ones (`tests/support/strategies.rs`).
 
-use super::metadata::*;
-use super::{assemble, Notes, MAX_NOTE_CHARS};
 use bytes::Bytes;
+use coordinator::rds::metadata::*;
+use coordinator::rds::{assemble, Notes, MAX_NOTE_CHARS};
 use fleet_io::objects::ObjectInfo;
+use pgfleet_tests::strategies::{
+    apply, assert_one_line, config, edits, evil_value, json_mutation, mutate, spell,
+};
 use proptest::prelude::*;
-use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, RngSeed};
+use protocol::layout::rds::{export_info_id, is_tables_info, table_folder, tables_info_name};
 use serde_json::{json, Map, Value};
 
-fn config(default_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_cases);
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_algorithm: RngAlgorithm::ChaCha,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            default.rng_seed
-        } else {
-            RngSeed::Fixed(0x7264_735f_6d65_7461)
-        },
-        ..default
-    }
-}
+/// This file's fixed proptest seed.
+const SEED: u64 = 0x7264_735f_6d65_7461;
 
 const INFO_KEY: &str = "export_info_shop-export.json";
 const TABLES_KEY: &str = "export_tables_info_shop-export_from_1_to_3.json";
@@ -92,13 +80,7 @@ fn tables_info_doc() -> Value {
 // The rules.
 
 fn assert_line(what: &str, msg: &str, max: usize) {
-    assert!(!msg.trim().is_empty(), "{what}: empty message");
-    assert!(
-        !msg.contains(['\n', '\r']),
-        "{what}: multi-line message: {msg:?}"
-    );
-    let n = msg.chars().count();
-    assert!(n <= max, "{what}: message of {n} chars: {msg:?}");
+    assert_one_line(what, msg, max);
 }
 
 fn assert_notes(notes: &Notes) {
@@ -130,13 +112,13 @@ fn assemble_checked(info: &[u8], tables: &[u8], tables_key: &str) {
         if let Some(Value::Array(items)) = root.get("perTableStatus") {
             for t in items.iter().filter_map(|i| i.get("target")?.as_str()) {
                 if let Some(rest) = t.strip_prefix("shop.") {
-                    let folder = super::folder_name(rest);
+                    let folder = table_folder("shop", rest);
                     listing.push(ObjectInfo {
-                        key: format!("shop/{folder}/1/part-00000-u-c000.gz.parquet"),
+                        key: format!("{folder}1/part-00000-u-c000.gz.parquet"),
                         size: 10,
                     });
                     listing.push(ObjectInfo {
-                        key: format!("shop/{folder}/1/_SUCCESS"),
+                        key: format!("{folder}1/_SUCCESS"),
                         size: 0,
                     });
                 }
@@ -162,36 +144,6 @@ fn assemble_checked(info: &[u8], tables: &[u8], tables_key: &str) {
 
 // ---------------------------------------------------------------------------------------------
 // Mutations.
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Truncate(usize),
-    Delete(usize, usize),
-    Insert(usize, Vec<u8>),
-    Xor(usize, u8),
-}
-
-fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
-    let len = bytes.len();
-    let at = |i: usize| i % (len + 1);
-    match edit {
-        Edit::Truncate(i) => bytes.truncate(at(*i)),
-        Edit::Delete(i, n) => {
-            let s = at(*i);
-            let e = (s + n % 64).min(len);
-            bytes.drain(s..e);
-        }
-        Edit::Insert(i, piece) => {
-            let s = at(*i);
-            bytes.splice(s..s, piece.iter().copied());
-        }
-        Edit::Xor(i, x) => {
-            if len > 0 {
-                bytes[i % len] ^= x | 1;
-            }
-        }
-    }
-}
 
 const JSON_PIECES: &[&str] = &[
     "{",
@@ -224,151 +176,18 @@ const JSON_PIECES: &[&str] = &[
     "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
 ];
 
-fn edits() -> impl Strategy<Value = Vec<Edit>> {
-    let piece = prop_oneof![
-        3 => proptest::sample::select(JSON_PIECES).prop_map(|s| s.as_bytes().to_vec()),
-        1 => proptest::collection::vec(any::<u8>(), 1..8),
-    ];
-    let edit = prop_oneof![
-        1 => any::<usize>().prop_map(Edit::Truncate),
-        2 => (any::<usize>(), any::<usize>()).prop_map(|(i, n)| Edit::Delete(i, n)),
-        3 => (any::<usize>(), piece).prop_map(|(i, p)| Edit::Insert(i, p)),
-        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, x)| Edit::Xor(i, x)),
-    ];
-    proptest::collection::vec(edit, 1..5)
-}
-
-fn evil_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        Just(Value::Null),
-        Just(json!(true)),
-        Just(json!(-1)),
-        Just(json!(0)),
-        Just(json!(u64::MAX)),
-        Just(json!(i64::MIN)),
-        Just(json!(1.5)),
-        Just(json!(1e300)),
-        Just(json!(-1e-300)),
-        Just(json!("")),
-        Just(json!("null")),
-        Just(json!(" 12 ")),
-        Just(json!("1e400")),
-        Just(json!("9223372036854775808")),
-        Just(json!("a\nb\r\u{0}\"`")),
-        Just(json!("COMPLETE")),
-        Just(json!("shop.")),
-        Just(json!("shop.public.orders")),
-        Just(json!("shop.\n.x")),
-        Just(json!("x".repeat(5_000))),
-        Just(json!({"numberOfRows": "7"})),
-        Just(json!({"rowCount": -3, "x": [{"totalRows": 1e300}]})),
-        Just(json!([])),
-        Just(json!([1, "a", null, {}])),
-        Just(json!({})),
-        Just(json!({"originalTypeMappings": "no"})),
-        Just(json!({"warningMessage": "w\nw"})),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| json!(f)),
-        any::<String>().prop_map(Value::String),
-        (1usize..140).prop_map(|d| (0..d).fold(json!({"rows": 1}), |v, _| json!({"a": v}))),
+/// Values of the metadata that [`evil_value`] adds to its generic ones.
+fn metadata_values() -> Vec<Value> {
+    vec![
+        json!("COMPLETE"),
+        json!("shop."),
+        json!("shop.public.orders"),
+        json!("shop.\n.x"),
+        json!({"numberOfRows": "7"}),
+        json!({"rowCount": -3, "x": [{"totalRows": 1e300}]}),
+        json!({"originalTypeMappings": "no"}),
+        json!({"warningMessage": "w\nw"}),
     ]
-}
-
-#[derive(Debug, Clone)]
-enum JsonOp {
-    Replace(Value),
-    Remove,
-    RenameKey(u8),
-}
-
-fn json_mutation() -> impl Strategy<Value = (Vec<usize>, JsonOp)> {
-    let op = prop_oneof![
-        6 => evil_value().prop_map(JsonOp::Replace),
-        2 => Just(JsonOp::Remove),
-        2 => any::<u8>().prop_map(JsonOp::RenameKey),
-    ];
-    (proptest::collection::vec(any::<usize>(), 0..6), op)
-}
-
-/// Walk down `path` (each step picks a child, modulo the number of children) and apply `op`.
-fn mutate(v: &mut Value, path: &[usize], op: &JsonOp) {
-    let mut tokens: Vec<String> = Vec::new();
-    let mut node = &*v;
-    for &step in path {
-        node = match node {
-            Value::Object(map) if !map.is_empty() => {
-                let (k, child) = map.iter().nth(step % map.len()).unwrap();
-                tokens.push(k.clone());
-                child
-            }
-            Value::Array(items) if !items.is_empty() => {
-                let i = step % items.len();
-                tokens.push(i.to_string());
-                &items[i]
-            }
-            _ => break,
-        };
-    }
-    let pointer = |tokens: &[String]| -> String {
-        tokens
-            .iter()
-            .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
-            .collect()
-    };
-    let Some(last) = tokens.last() else {
-        if let JsonOp::Replace(x) = op {
-            *v = x.clone();
-        }
-        return;
-    };
-    let parent = v
-        .pointer_mut(&pointer(&tokens[..tokens.len() - 1]))
-        .unwrap();
-    match (parent, op) {
-        (Value::Object(map), JsonOp::Remove) => {
-            map.remove(last);
-        }
-        (Value::Object(map), JsonOp::RenameKey(how)) => {
-            if let Some(x) = map.remove(last) {
-                map.insert(spell(last, *how), x);
-            }
-        }
-        (Value::Object(map), JsonOp::Replace(x)) => {
-            map.insert(last.clone(), x.clone());
-        }
-        (Value::Array(items), JsonOp::Remove) => {
-            items.remove(last.parse::<usize>().unwrap());
-        }
-        (Value::Array(items), JsonOp::Replace(x)) => {
-            items[last.parse::<usize>().unwrap()] = x.clone();
-        }
-        _ => {}
-    }
-}
-
-/// A key in one of the spellings the parser tolerates (0-3), or a wrong one.
-fn spell(key: &str, how: u8) -> String {
-    match how % 5 {
-        0 => key.to_string(),
-        1 => {
-            let mut c = key.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect())
-                .unwrap_or_default()
-        }
-        2 => key.to_lowercase(),
-        3 => {
-            let mut out = String::new();
-            for c in key.chars() {
-                if c.is_uppercase() && !out.is_empty() {
-                    out.push('_');
-                }
-                out.extend(c.to_lowercase());
-            }
-            out
-        }
-        _ => format!("{key}X"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,7 +416,7 @@ fn table_json(t: &GenTable, case: u8) -> Value {
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(config(3000, SEED))]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -622,8 +441,8 @@ proptest! {
 
     #[test]
     fn mutated_documents_never_panic(
-        mutations in proptest::collection::vec(json_mutation(), 1..4),
-        byte_edits in proptest::option::weighted(0.3, edits()),
+        mutations in proptest::collection::vec(json_mutation(evil_value(metadata_values())), 1..4),
+        byte_edits in proptest::option::weighted(0.3, edits(JSON_PIECES)),
         odd_key in proptest::option::weighted(0.1, any::<String>()),
     ) {
         let mut info = export_info_doc();
