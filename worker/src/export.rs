@@ -6,7 +6,7 @@
 //! the table size. Either the whole object appears, or nothing (the sink aborts on any error).
 
 pub mod parquet;
-pub mod session;
+pub mod source;
 mod sql;
 pub mod written;
 
@@ -18,7 +18,6 @@ use crate::transform::{header_row, CsvTransformer};
 use bytes::Bytes;
 use futures::Stream;
 use protocol::{ExportChunk, OutputFormat};
-use session::Session;
 use std::future::poll_fn;
 use std::pin::{pin, Pin};
 use std::task::Poll;
@@ -157,7 +156,7 @@ async fn stream_chunk(
         .extend_from_slice(&header_row(task.columns.iter().map(|c| c.name.as_str())));
     let mut transformer = CsvTransformer::new(task.columns.iter().map(|c| c.transform.as_ref()));
 
-    let mut session = Session::begin(ctx, task).await?;
+    let mut session = source::begin(ctx, task).await?;
     let stream = match session.client().copy_out(query).await {
         Ok(s) => s,
         Err(e) => {

@@ -8,6 +8,11 @@ pub mod encode;
 pub mod error;
 pub mod export;
 pub mod pg;
+/// [`pg::session`](pg_session): lives in `pg/session.rs` with the rest of the PostgreSQL I/O,
+/// declared here because `pg.rs` is moving to the shared I/O crate (it becomes `pg::session`
+/// there).
+#[path = "pg/session.rs"]
+pub mod pg_session;
 pub mod sink;
 pub mod transform;
 

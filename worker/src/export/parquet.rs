@@ -16,7 +16,7 @@
 //! bytes), everything else → BYTE_ARRAY + STRING holding PostgreSQL's text output. Every column
 //! is OPTIONAL; NULL (an empty unquoted CSV field) and "" (`""`) stay distinct.
 
-use super::session::Session;
+use super::source;
 use crate::error::{pg_error, TaskError};
 use crate::sink::ObjectWriter;
 use arrow::array::{
@@ -867,7 +867,7 @@ pub(super) async fn stream_chunk(
     )?;
     let mut pipeline = Pipeline::Idle(Box::new(file));
 
-    let mut session = Session::begin(ctx, task).await?;
+    let mut session = source::begin(ctx, task).await?;
     if let Err(e) = session.client().batch_execute(SESSION_SETTINGS).await {
         let err = pg_error(&e).context("setting bytea_output, extra_float_digits, DateStyle");
         session.rollback().await;
