@@ -149,7 +149,7 @@ pub fn target(database: &str, table: &QualifiedName) -> String {
 }
 
 /// The Parquet type a column is exported as, in the metadata's words. Matches the worker's
-/// encoder (`worker::export::parquet::ColumnKind`).
+/// encoder (`worker::export::rds_parquet::ColumnKind`).
 pub fn expected_exported_type(ty: &ColumnType) -> &'static str {
     match ty.typname.as_str() {
         "int2" | "int4" => "int32",
