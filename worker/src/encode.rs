@@ -34,7 +34,7 @@ impl Encoder {
         let part_size = usize::try_from(part_size.max(1)).unwrap_or(usize::MAX);
         let initial = part_size.saturating_add(64 * 1024).min(64 << 20);
         let kind = match format {
-            // rds-parquet never reaches this encoder: export.rs routes it to the Parquet writer.
+            // rds-parquet never reaches this encoder: export::encoder routes it to its own.
             OutputFormat::Csv | OutputFormat::RdsParquet => Kind::Plain {
                 out: BytesMut::with_capacity(initial),
             },

@@ -5,6 +5,7 @@
 
 pub mod connect;
 mod pgpass;
+pub mod session;
 pub mod tls;
 
 use crate::error::TaskError;

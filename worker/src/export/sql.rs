@@ -5,8 +5,28 @@
 use fleet_io::error::TaskError;
 use protocol::{quote_ident, quote_literal, ChunkRange, ExportChunk, KeyColumn};
 
+/// The form of the COPY stream an encoder reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// `FORMAT csv`: `,` delimiter, `"` quote, NULL as an empty unquoted field, LF record ends.
+    Csv,
+}
+
+impl CopyFormat {
+    fn option(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+        }
+    }
+}
+
 /// `COPY (SELECT "a", "b" FROM "s"."t" WHERE ...) TO STDOUT (FORMAT csv)`.
 pub fn copy_query(task: &ExportChunk) -> Result<String, TaskError> {
+    copy_query_as(task, CopyFormat::Csv)
+}
+
+/// [`copy_query`] with the stream in `format`.
+pub fn copy_query_as(task: &ExportChunk, format: CopyFormat) -> Result<String, TaskError> {
     if task.columns.is_empty() {
         return Err(TaskError::fatal("the task lists no columns to export"));
     }
@@ -33,8 +53,9 @@ pub fn copy_query(task: &ExportChunk) -> Result<String, TaskError> {
     };
     let only = if task.only { "ONLY " } else { "" };
     Ok(format!(
-        "COPY (SELECT {columns} FROM {only}{}{filter}) TO STDOUT (FORMAT csv)",
-        task.table.quoted()
+        "COPY (SELECT {columns} FROM {only}{}{filter}) TO STDOUT (FORMAT {})",
+        task.table.quoted(),
+        format.option()
     ))
 }
 

@@ -22,9 +22,9 @@ use crate::export::ChunkStats;
 use arrow::array::ArrayRef;
 use bytes::BytesMut;
 use copy_text::{decode_dictionary, RowEncoder};
-use deadpool_postgres::Object;
 use fleet_io::clients::Clients;
 use fleet_io::error::{pg_error, TaskError};
+use fleet_io::pg::session::Session;
 use fleet_io::sink::object_url;
 use futures::{SinkExt, StreamExt};
 use protocol::{quote_ident, RestoreFile};
@@ -70,7 +70,7 @@ async fn run(ctx: &Clients, task: &RestoreFile) -> Result<ChunkStats, TaskError>
     let export = task.ledger.export.as_str();
     let piece = task.ledger.piece.as_str();
 
-    let mut session = Session::begin(ctx, task).await?;
+    let mut session = begin(ctx, task).await?;
     let claimed = match ledger::claim(session.client(), export, piece, &task.table).await {
         Ok(claimed) => claimed,
         Err(e) => {
@@ -86,7 +86,7 @@ async fn run(ctx: &Clients, task: &RestoreFile) -> Result<ChunkStats, TaskError>
                 return Err(ledger_error(&e));
             }
         };
-        session.commit().await?;
+        commit(session).await?;
         return already_loaded(task, loaded);
     }
 
@@ -116,7 +116,7 @@ async fn run(ctx: &Clients, task: &RestoreFile) -> Result<ChunkStats, TaskError>
         session.rollback().await;
         return Err(ledger_error(&e));
     }
-    session.commit().await?;
+    commit(session).await?;
     Ok(ChunkStats {
         rows,
         bytes: bytes_read.load(Ordering::Relaxed),
@@ -322,77 +322,24 @@ fn copy_error(e: &tokio_postgres::Error) -> TaskError {
     }
 }
 
-/// One pooled connection inside the load transaction. It goes back to the pool only after a
-/// clean COMMIT or ROLLBACK; otherwise (broken connection, task cancelled mid-COPY) it is
-/// closed, which makes the server roll back.
-struct Session {
-    conn: Option<Object>,
-    /// A transaction may be open: on drop, close the connection rather than pool it.
-    dirty: bool,
+/// Check out a connection to the target and open the load transaction.
+async fn begin(ctx: &Clients, task: &RestoreFile) -> Result<Session, TaskError> {
+    let conn = ctx.pg(&task.target).await?;
+    // Durability comes from COMMIT of the whole piece; losing the last few commits in a
+    // crash only means their pieces load again (their ledger rows go with them).
+    let begin = "BEGIN; SET LOCAL synchronous_commit = off";
+    let mut session = Session::begin(conn, begin)
+        .await
+        .map_err(|e| e.context("starting the load transaction"))?;
+    session
+        .set_statement_timeout(task.target.statement_timeout.as_deref())
+        .await?;
+    Ok(session)
 }
 
-impl Session {
-    async fn begin(ctx: &Clients, task: &RestoreFile) -> Result<Self, TaskError> {
-        let conn = ctx.pg(&task.target).await?;
-        let mut session = Self {
-            conn: Some(conn),
-            dirty: true,
-        };
-        // Durability comes from COMMIT of the whole piece; losing the last few commits in a
-        // crash only means their pieces load again (their ledger rows go with them).
-        let begin = "BEGIN; SET LOCAL synchronous_commit = off";
-        if let Err(e) = session.client().batch_execute(begin).await {
-            let err = pg_error(&e);
-            session.rollback().await;
-            return Err(err.context("starting the load transaction"));
-        }
-        if let Some(timeout) = &task.target.statement_timeout {
-            let set = "SELECT set_config('statement_timeout', $1, true)";
-            if let Err(e) = session.client().execute(set, &[timeout]).await {
-                let err = pg_error(&e);
-                session.rollback().await;
-                return Err(err.context("setting statement_timeout"));
-            }
-        }
-        Ok(session)
-    }
-
-    fn client(&self) -> &tokio_postgres::Client {
-        // `conn` is only taken by Drop.
-        self.conn
-            .as_ref()
-            .map(|c| &***c)
-            .unwrap_or_else(|| unreachable!("session used after release"))
-    }
-
-    async fn commit(mut self) -> Result<(), TaskError> {
-        match self.client().batch_execute("COMMIT").await {
-            Ok(()) => {
-                self.dirty = false;
-                Ok(())
-            }
-            Err(e) => Err(pg_error(&e).context("committing the load transaction")),
-        }
-    }
-
-    /// Best effort: the caller is already reporting the real error.
-    async fn rollback(&mut self) {
-        if self.client().is_closed() {
-            return;
-        }
-        if self.client().batch_execute("ROLLBACK").await.is_ok() {
-            self.dirty = false;
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            if self.dirty || conn.is_closed() {
-                // Detach from the pool; dropping the client closes the connection.
-                drop(Object::take(conn));
-            }
-        }
-    }
+async fn commit(session: Session) -> Result<(), TaskError> {
+    session
+        .commit()
+        .await
+        .map_err(|e| e.context("committing the load transaction"))
 }

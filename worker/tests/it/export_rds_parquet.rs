@@ -643,12 +643,13 @@ async fn throughput_vs_csv() {
     // The encoder alone, on the CSV PostgreSQL sent (minus the header), in 64 KiB pieces.
     let csv = std::fs::read(root.join("bench.csv")).unwrap();
     let body = &csv[csv.iter().position(|&c| c == b'\n').unwrap() + 1..];
-    let specs = worker::export::parquet::column_specs(&columns).unwrap();
+    let specs = worker::export::rds_parquet::column_specs(&columns).unwrap();
     let mut best = f64::MAX;
     let mut out_bytes = 0;
     for _ in 0..2 {
         let started = Instant::now();
-        let mut enc = worker::export::parquet::ParquetEncoder::new(&specs, 6, 64 << 20).unwrap();
+        let mut enc =
+            worker::export::rds_parquet::ParquetEncoder::new(&specs, 6, 64 << 20).unwrap();
         let mut parts = Vec::new();
         for piece in body.chunks(64 * 1024) {
             enc.feed(piece, &mut parts).unwrap();
@@ -666,7 +667,7 @@ async fn throughput_vs_csv() {
     );
     // Where the time goes: parsing into Arrow batches alone, then gzip levels.
     let started = Instant::now();
-    let mut batcher = worker::export::parquet::Batcher::new(&specs);
+    let mut batcher = worker::export::rds_parquet::Batcher::new(&specs);
     let mut batches = Vec::new();
     for piece in body.chunks(64 * 1024) {
         let mut rest = piece;
@@ -688,9 +689,12 @@ async fn throughput_vs_csv() {
     );
     for level in [0, 1, 6] {
         let started = Instant::now();
-        let mut file =
-            worker::export::parquet::ParquetFile::new(batcher.schema().clone(), level, 64 << 20)
-                .unwrap();
+        let mut file = worker::export::rds_parquet::ParquetFile::new(
+            batcher.schema().clone(),
+            level,
+            64 << 20,
+        )
+        .unwrap();
         for b in &batches {
             file.write(b).unwrap();
         }

@@ -1,5 +1,5 @@
-//! Every source session is READ ONLY: the export's transaction (`Session::begin`, exactly as an
-//! export chunk opens it: per-chunk, with a statement timeout, and with an imported snapshot)
+//! Every source session is READ ONLY: the export's transaction (`export::source::begin`, exactly
+//! as an export chunk opens it: per-chunk, with a statement timeout, and with an imported snapshot)
 //! refuses every kind of write with SQLSTATE 25006 `read_only_sql_transaction`, cannot be
 //! switched to READ WRITE, and leaves the tables as they were. A plain connection built for a
 //! source (`pg_config` with `read_only = true`, and the worker's pool) refuses writes outside
@@ -8,7 +8,7 @@
 use crate::common::{self, ScratchDb};
 use protocol::{ChunkRange, ObjectLocation, OutputFormat, PgConn, QualifiedName};
 use tokio_postgres::error::SqlState;
-use worker::export::session::Session;
+use worker::export::source;
 
 /// Statements that write, each tried in a fresh session.
 const WRITES: &[&str] = &[
@@ -128,7 +128,7 @@ async fn export_sessions_refuse_every_write() {
     let mut tried = 0;
     for (variant, task) in &variants {
         for sql in WRITES {
-            let mut session = Session::begin(&ctx, task)
+            let mut session = source::begin(&ctx, task)
                 .await
                 .unwrap_or_else(|e| panic!("{variant}: begin: {e:?}"));
             let err = session
@@ -142,7 +142,7 @@ async fn export_sessions_refuse_every_write() {
         }
 
         // COPY FROM STDIN into the table.
-        let mut session = Session::begin(&ctx, task).await.unwrap();
+        let mut session = source::begin(&ctx, task).await.unwrap();
         let err = match session
             .client()
             .copy_in::<_, bytes::Bytes>("COPY victim FROM STDIN")
@@ -155,7 +155,7 @@ async fn export_sessions_refuse_every_write() {
         session.rollback().await;
 
         // The transaction cannot be turned into a writable one, and reading still works.
-        let mut session = Session::begin(&ctx, task).await.unwrap();
+        let mut session = source::begin(&ctx, task).await.unwrap();
         let err = session
             .client()
             .batch_execute("SET TRANSACTION READ WRITE")
@@ -167,7 +167,7 @@ async fn export_sessions_refuse_every_write() {
             "{variant}: {err:?}"
         );
         session.rollback().await;
-        let mut session = Session::begin(&ctx, task).await.unwrap();
+        let mut session = source::begin(&ctx, task).await.unwrap();
         let err = session
             .client()
             .batch_execute("SET transaction_read_only = off")
@@ -181,7 +181,7 @@ async fn export_sessions_refuse_every_write() {
             "{variant}: {err:?}"
         );
         session.rollback().await;
-        let session = Session::begin(&ctx, task).await.unwrap();
+        let session = source::begin(&ctx, task).await.unwrap();
         let ro: String = session
             .client()
             .query_one("SHOW transaction_read_only", &[])

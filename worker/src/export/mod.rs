@@ -1,33 +1,31 @@
-//! Export one chunk: `COPY (SELECT cols FROM t WHERE range) TO STDOUT (FORMAT csv)` in a
-//! READ ONLY repeatable-read transaction → header + per-field transform → encoder → sink; or,
-//! for `rds-parquet`, → typed Arrow batches → gzip Parquet → sink (see [`parquet`]).
+//! Export one chunk:
 //!
-//! Memory per chunk is bounded by the encoder's current part plus the sink's window, whatever
-//! the table size. Either the whole object appears, or nothing (the sink aborts on any error).
+//! ```text
+//! COPY (SELECT cols FROM t WHERE range) TO STDOUT, in a READ ONLY repeatable-read transaction
+//!   (source) → the read loop (stream) → the format's encoder (encoder: csv | rds_parquet)
+//!   → parts → the object sink
+//! ```
+//!
+//! Memory per chunk is bounded by the encoder's current part (or batch) plus the sink's window,
+//! whatever the table size. Either the whole object appears, or nothing (the sink aborts on
+//! any error).
 
-pub mod parquet;
-pub mod session;
+pub mod csv;
+pub mod encoder;
+pub mod rds_parquet;
+pub mod source;
 mod sql;
+mod stream;
 pub mod written;
 
-use crate::encode::Encoder;
-use crate::transform::{header_row, CsvTransformer};
-use bytes::Bytes;
+use encoder::FormatEncoder;
 use fleet_io::clients::Clients;
-use fleet_io::error::{io_error, pg_error, TaskError};
+use fleet_io::error::TaskError;
 use fleet_io::sink::{object_url, ObjectWriter, WriterOptions};
-use futures::Stream;
-use protocol::{ExportChunk, OutputFormat};
-use session::Session;
-use std::future::poll_fn;
-use std::pin::{pin, Pin};
-use std::task::Poll;
+use protocol::ExportChunk;
 
-pub use sql::{copy_query, range_predicate, validate_snapshot_id};
+pub use sql::{copy_query, copy_query_as, range_predicate, validate_snapshot_id, CopyFormat};
 
-/// Stop draining already-buffered COPY data after this much: hands parts to the sink sooner
-/// and bounds the CPU time between awaits (gzip runs inline at ~70 MB/s, so ~4 ms).
-const BATCH_BYTES: usize = 256 * 1024;
 const MIN_PART_SIZE: u64 = protocol::spec::MIN_PART_SIZE;
 const MAX_PART_SIZE: u64 = 5 << 30;
 
@@ -75,16 +73,12 @@ async fn run(
     task_id: Option<&str>,
 ) -> Result<ChunkStats, TaskError> {
     // Everything that can be checked without I/O first: a bad task never opens anything.
-    let query = copy_query(task)?;
+    let query = copy_query_as(task, FormatEncoder::copy_format(task.output.format))?;
     if let Some(id) = &task.snapshot {
         validate_snapshot_id(id)?;
     }
     check_part_size(task)?;
-    // rds-parquet: typed columns, checked here too (no object is opened for a bad task).
-    let parquet_columns = match task.output.format {
-        OutputFormat::RdsParquet => Some(parquet::prepare(task)?),
-        OutputFormat::Csv | OutputFormat::CsvGz => None,
-    };
+    let encoder = FormatEncoder::new(task)?;
     if let Some(id) = task_id {
         if let Some(stats) = written::already_written(ctx, task, id).await? {
             tracing::info!(
@@ -108,10 +102,7 @@ async fn run(
         },
     )
     .await?;
-    let streamed = match &parquet_columns {
-        Some(columns) => parquet::stream_chunk(ctx, task, columns, &query, &mut writer).await,
-        None => stream_chunk(ctx, task, &query, &mut writer).await,
-    };
+    let streamed = stream::stream_chunk(ctx, task, &query, encoder, &mut writer).await;
     match streamed {
         Ok(rows) => {
             let bytes = writer.finish().await?;
@@ -136,112 +127,6 @@ fn check_part_size(task: &ExportChunk) -> Result<(), TaskError> {
         return Err(TaskError::fatal(format!(
             "output part_size {size} is outside S3's limits (5 MiB to 5 GiB)"
         )));
-    }
-    Ok(())
-}
-
-/// Stream the chunk into `writer` (all parts written, not yet finished); returns the row count.
-async fn stream_chunk(
-    ctx: &Clients,
-    task: &ExportChunk,
-    query: &str,
-    writer: &mut ObjectWriter,
-) -> Result<u64, TaskError> {
-    let out = &task.output;
-    let mut encoder = Encoder::new(out.format, out.gzip_level, out.part_size);
-    encoder
-        .input()
-        .extend_from_slice(&header_row(task.columns.iter().map(|c| c.name.as_str())));
-    let mut transformer = CsvTransformer::new(task.columns.iter().map(|c| c.transform.as_ref()));
-
-    let mut session = Session::begin(ctx, task).await?;
-    let stream = match session.client().copy_out(query).await {
-        Ok(s) => s,
-        Err(e) => {
-            session.rollback().await;
-            return Err(pg_error(&e));
-        }
-    };
-    let mut stream = pin!(stream);
-    loop {
-        let waited = std::time::Instant::now();
-        let batch = next_batch(stream.as_mut(), &mut transformer, &mut encoder).await;
-        crate::metrics::phase("export", "source", waited);
-        let ended = match batch {
-            Ok(ended) => ended,
-            Err(e) => {
-                // The server ended the COPY with an error: the connection itself is fine.
-                session.rollback().await;
-                return Err(pg_error(&e));
-            }
-        };
-        let waited = std::time::Instant::now();
-        let emitted = emit_full_parts(&mut encoder, writer).await;
-        crate::metrics::phase("export", "upload", waited);
-        if let Err(e) = emitted {
-            // The COPY may still be streaming; closing the connection is cheaper than
-            // draining the rest of the chunk just to return it to the pool.
-            session.discard();
-            return Err(e);
-        }
-        if ended {
-            break;
-        }
-    }
-    let rows = match transformer.finish() {
-        Ok(rows) => rows,
-        Err(e) => {
-            session.discard();
-            return Err(TaskError::retryable(e));
-        }
-    };
-    session.commit().await?;
-
-    let parts = encoder
-        .finish()
-        .map_err(|e| io_error("finishing the encoder", &e))?;
-    for part in parts {
-        writer.write_part(part).await?;
-    }
-    Ok(rows)
-}
-
-/// Process every COPY message that is already buffered (up to `BATCH_BYTES`), waiting only
-/// when none is. Returns true at the end of the COPY.
-async fn next_batch<S>(
-    mut stream: Pin<&mut S>,
-    transformer: &mut CsvTransformer,
-    encoder: &mut Encoder,
-) -> Result<bool, tokio_postgres::Error>
-where
-    S: Stream<Item = Result<Bytes, tokio_postgres::Error>>,
-{
-    let mut taken = 0usize;
-    poll_fn(|cx| loop {
-        match stream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(data))) => {
-                transformer.feed(&data, encoder.input());
-                taken += data.len();
-                if taken >= BATCH_BYTES {
-                    return Poll::Ready(Ok(false));
-                }
-            }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-            Poll::Ready(None) => return Poll::Ready(Ok(true)),
-            Poll::Pending if taken > 0 => return Poll::Ready(Ok(false)),
-            Poll::Pending => return Poll::Pending,
-        }
-    })
-    .await
-}
-
-async fn emit_full_parts(
-    encoder: &mut Encoder,
-    writer: &mut ObjectWriter,
-) -> Result<(), TaskError> {
-    encoder.encode().map_err(|e| io_error("compressing", &e))?;
-    while let Some(part) = encoder.next_part() {
-        writer.write_part(part).await?;
     }
     Ok(())
 }

@@ -1,11 +1,16 @@
 //! The CSV → Arrow parser against values PostgreSQL writes, with the input split at every
 //! possible place; and the Parquet files it produces, read back with parquet's own reader.
 
+use super::builders::HEX;
 use super::*;
-use arrow::array::{BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array};
+use arrow::array::{
+    Array, BinaryArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
+    Int64Array, StringArray,
+};
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{LogicalType, Type as PhysicalType};
-use protocol::ColumnType;
+use protocol::{ColumnExport, ColumnType};
 
 fn spec(name: &str, typname: &str) -> ColumnSpec {
     ColumnSpec {
