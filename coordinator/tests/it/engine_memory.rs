@@ -56,20 +56,26 @@ fn planned_job(id: &str, dir: &Path, max_in_flight: u32) -> JobRun {
     )
 }
 
-fn new_engine(store: &MemoryStore) -> (Engine, mpsc::UnboundedReceiver<TaskEnvelope>) {
+/// An engine on `store` that has taken up every active job in it, as `serve` does at start.
+async fn new_engine(
+    store: &MemoryStore,
+) -> anyhow::Result<(Engine, mpsc::UnboundedReceiver<TaskEnvelope>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let retry = RetryPolicy {
         max_attempts: 3,
         base: Duration::ZERO,
         cap: Duration::ZERO,
     };
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         StateStore::Memory(store.clone()),
         Publisher::Local(tx),
         Clients::new("engine-test"),
     )
     .with_retry(retry);
-    (engine, rx)
+    for job in store.load_active() {
+        engine.resume(job).await?;
+    }
+    Ok((engine, rx))
 }
 
 fn drain(rx: &mut mpsc::UnboundedReceiver<TaskEnvelope>) -> Vec<TaskEnvelope> {
@@ -102,11 +108,8 @@ fn succeeded(task: &TaskEnvelope, rows: u64) -> Outcome {
 async fn window_retries_manifests_and_success_without_services() -> anyhow::Result<()> {
     let dir = tempdir("window");
     let store = MemoryStore::new();
-    let (mut engine, mut rx) = new_engine(&store);
     store.save_plan(&planned_job("j1", &dir, 2))?;
-    for job in store.load_active() {
-        engine.resume(job).await?;
-    }
+    let (mut engine, mut rx) = new_engine(&store).await?;
 
     // The window: at most max_in_flight = 2 chunks out at once, in plan order.
     engine.pump().await?;
@@ -193,10 +196,7 @@ async fn a_restarted_engine_continues_from_the_store() -> anyhow::Result<()> {
     let dir = tempdir("restart");
     let store = MemoryStore::new();
     store.save_plan(&planned_job("j2", &dir, 8))?;
-    let (mut engine, mut rx) = new_engine(&store);
-    for job in store.load_active() {
-        engine.resume(job).await?;
-    }
+    let (mut engine, mut rx) = new_engine(&store).await?;
     engine.pump().await?;
     let tasks = drain(&mut rx);
     assert_eq!(tasks.len(), 4);
@@ -207,10 +207,7 @@ async fn a_restarted_engine_continues_from_the_store() -> anyhow::Result<()> {
 
     // A new engine on the same store: chunk 0 stays done; the three queued ones stay queued
     // (their tasks are still in the queue) and complete the job when their results come.
-    let (mut engine, mut rx) = new_engine(&store);
-    for job in store.load_active() {
-        engine.resume(job).await?;
-    }
+    let (mut engine, mut rx) = new_engine(&store).await?;
     engine.pump().await?;
     assert!(
         drain(&mut rx).is_empty(),
@@ -231,10 +228,7 @@ async fn a_dead_letter_fails_the_job_naming_table_and_chunk() -> anyhow::Result<
     let dir = tempdir("dead");
     let store = MemoryStore::new();
     store.save_plan(&planned_job("j3", &dir, 1))?;
-    let (mut engine, mut rx) = new_engine(&store);
-    for job in store.load_active() {
-        engine.resume(job).await?;
-    }
+    let (mut engine, mut rx) = new_engine(&store).await?;
     engine.pump().await?;
     let tasks = drain(&mut rx);
     let letter = DeadLetter {
