@@ -251,14 +251,6 @@ impl JobKind {
         }
     }
 
-    /// The spec the job was submitted with.
-    pub fn spec(&self) -> JobSpec {
-        match self {
-            JobKind::Export(e) => JobSpec::Export(e.spec.clone()),
-            JobKind::Restore(r) => JobSpec::Restore(r.spec.clone()),
-        }
-    }
-
     /// What the job changed is put back (a restore's target).
     pub fn mark_put_back(&mut self) {
         if let JobKind::Restore(RestoreJob {
