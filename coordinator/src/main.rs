@@ -140,6 +140,22 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check job specs offline (no network): TOML syntax, types, unknown keys, values and
+    /// `${VAR}` interpolation, every problem at once with its line and key path.
+    /// Exit 0 when every spec is valid, 78 when one is not, 2 on a usage error.
+    #[command(
+        after_help = "Examples:\n  coordinator validate export.toml\n  coordinator validate deploy/examples/*.toml --json"
+    )]
+    Validate {
+        /// Job spec files (TOML).
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<PathBuf>,
+        /// Print one JSON report: {"version": 1, "valid": …, "specs": [{"path", "valid",
+        /// "kind", "name", "spec" (as read, ${VAR} interpolated), "problems": [{"line",
+        /// "column", "key", "message"}]}]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Plan a job and print its tables and chunks without running anything.
     Plan {
         spec: PathBuf,
@@ -246,6 +262,7 @@ async fn run() -> ExitCode {
             dry_run,
         } => commands::repair::run(spec.as_deref(), target.as_deref(), dry_run).await,
         Command::Plan { spec, json } => commands::plan::run(&spec, json).await,
+        Command::Validate { specs, json } => Ok(commands::validate::run(&specs, json)),
     };
     match result {
         Ok(code) => code,

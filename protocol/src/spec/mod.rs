@@ -1,7 +1,13 @@
 //! Job specs as users write them (TOML). Parsing is strict (unknown keys are errors, so typos
 //! do not silently fall back to defaults) and validation collects every problem at once.
 
-use crate::ident::{one_line, shown, QualifiedName, TablePattern};
+mod document;
+pub mod interpolate;
+mod problems;
+
+pub use problems::{lines as problem_lines, Problem, MAX_PROBLEM_CHARS};
+
+use crate::ident::{shown, QualifiedName, TablePattern};
 use crate::location::ObjectLocation;
 use crate::message::{OutputFormat, PgConn, S3Options, Transform};
 use crate::select::TableFilter;
@@ -17,64 +23,37 @@ pub enum JobSpec {
 }
 
 impl JobSpec {
-    /// Parse and validate a TOML job spec; the error lists every problem found, one per line.
+    /// Parse and check a TOML job spec; the error lists every problem found, one per line.
     ///
     /// The rule for these errors (the CLI prints them under "job spec <file> is invalid:"):
-    /// every line is one problem, non-empty, at most [`MAX_PROBLEM_CHARS`] characters, never
-    /// echoing more than a clipped, escaped piece of the input. A TOML syntax or type error is
-    /// exactly one line (`line L, column C: message`); validation may report several lines.
+    /// every line is one problem (see [`Problem`]), non-empty, at most [`MAX_PROBLEM_CHARS`]
+    /// characters, never echoing more than a clipped, escaped piece of the input.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        // Not `toml::from_str::<JobSpec>`: serde buffers an internally tagged enum, and the
-        // TOML parser then reports type errors without line or key ("invalid type: string,
-        // expected u32" — where?). So: find `kind`, blank that pair out (same byte offsets
-        // for everything else) and parse the rest as the spec it names.
-        #[derive(Deserialize)]
-        struct Kind {
-            kind: Option<toml::Spanned<toml::Value>>,
-        }
-        let kind = toml::from_str::<Kind>(text)
-            .map_err(|e| toml_error(text, &e))?
-            .kind
-            .ok_or_else(|| {
-                "kind: missing; write kind = \"export\" or kind = \"restore\"".to_string()
-            })?;
-        let span = kind.span();
-        let rest = blank_out(text, span.clone());
-        let spec = match kind.get_ref().as_str() {
-            Some("export") => toml::from_str(&rest).map(JobSpec::Export),
-            Some("restore") => toml::from_str(&rest).map(JobSpec::Restore),
-            _ => {
-                return Err(one_line(
-                    &format!(
-                        "{}kind: expected \"export\" or \"restore\", not {}",
-                        position(text, span.start),
-                        match kind.get_ref() {
-                            toml::Value::String(s) => shown(s),
-                            other => format!("a TOML {}", other.type_str()),
-                        }
-                    ),
-                    MAX_PROBLEM_CHARS,
-                ))
-            }
-        }
-        .map_err(|e| toml_error(text, &e))?;
-        spec.validate()?;
-        Ok(spec)
+        problems::check(text).map_err(|p| problems::lines(&p))
     }
 
-    pub fn validate(&self) -> Result<(), String> {
-        let problems = match self {
+    /// A spec file's text as the CLI reads it: `${VAR}` interpolated from `env` (see
+    /// [`interpolate`]), then parsed and checked; the error holds every problem found.
+    pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<Problem>> {
+        let (text, mut problems) = interpolate::interpolate(text, env);
+        match problems::check(&text) {
+            Ok(spec) if problems.is_empty() => Ok(spec),
+            Ok(_) => Err(problems),
+            Err(more) => {
+                // A value left uninterpolated may fail its own check too: report it once.
+                let bad: Vec<Option<String>> = problems.iter().map(|p| p.key.clone()).collect();
+                problems.extend(more.into_iter().filter(|p| !bad.contains(&p.key)));
+                problems::sort(&mut problems);
+                Err(problems)
+            }
+        }
+    }
+
+    /// The spec's own checks (after parsing), each `key.path: message`.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        match self {
             JobSpec::Export(e) => e.problems(),
             JobSpec::Restore(r) => r.problems(),
-        };
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            let lines: Vec<String> = problems
-                .iter()
-                .map(|p| one_line(p, MAX_PROBLEM_CHARS))
-                .collect();
-            Err(lines.join("\n"))
         }
     }
 
@@ -91,70 +70,6 @@ impl JobSpec {
             JobSpec::Restore(_) => "restore",
         }
     }
-}
-
-/// The longest line of a job-spec error (see [`JobSpec::from_toml`]).
-pub const MAX_PROBLEM_CHARS: usize = 300;
-
-/// The TOML parser's error as one line. Its own `Display` is a multi-line snippet of the
-/// source with a caret; here the position becomes `line L, column C: ` (or, for errors the
-/// parser reports without a position, such as a value rejected by its type, the key path
-/// `output.part_size: `) and the message is escaped and clipped.
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    // Without a span, the key path is only in the `in `a.b`` line of the multi-line Display.
-    let keys = || {
-        e.to_string().lines().rev().find_map(|l| {
-            let keys = l.strip_prefix("in `")?.strip_suffix('`')?;
-            (!keys.is_empty()).then(|| format!("{keys}: "))
-        })
-    };
-    let at = e.span().map(|span| position(text, span.start));
-    // Syntax errors have a second line ("invalid table header\nexpected `.`, `]`"); other
-    // line breaks are the input's own (`unknown variant `a\nb``): one_line escapes those.
-    let message = e.message().trim().replace("\nexpected ", "; expected ");
-    let message = if message.is_empty() {
-        "invalid TOML".to_string()
-    } else {
-        message
-    };
-    one_line(
-        &format!("{}{message}", at.or_else(keys).unwrap_or_default()),
-        MAX_PROBLEM_CHARS,
-    )
-}
-
-/// `line L, column C: ` of a byte offset (columns count characters, from 1).
-fn position(text: &str, offset: usize) -> String {
-    let (mut line, mut column) = (1, 1);
-    for (_, c) in text.char_indices().take_while(|(i, _)| *i < offset) {
-        if c == '\n' {
-            line += 1;
-            column = 1;
-        } else {
-            column += 1;
-        }
-    }
-    format!("line {line}, column {column}: ")
-}
-
-/// `text` with the key/value pair whose value spans `value` replaced by spaces: from the start
-/// of the value's first line (a top-level pair is alone on its line) to the value's end. Line
-/// breaks are kept, so every other offset and line number stays the same.
-fn blank_out(text: &str, value: std::ops::Range<usize>) -> String {
-    let end = value.end.min(text.len());
-    let start = text.as_bytes()[..value.start.min(end)]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let mut out = String::with_capacity(text.len());
-    for (i, c) in text.char_indices() {
-        if (start..end).contains(&i) && c != '\n' && c != '\r' {
-            out.extend(std::iter::repeat_n(' ', c.len_utf8()));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,10 +149,10 @@ pub struct TablesSpec {
 
 impl TablesSpec {
     pub fn include_patterns(&self) -> Result<Vec<TablePattern>, String> {
-        parse_patterns(&self.include)
+        parse_patterns("tables.include", &self.include)
     }
     pub fn exclude_patterns(&self) -> Result<Vec<TablePattern>, String> {
-        parse_patterns(&self.exclude)
+        parse_patterns("tables.exclude", &self.exclude)
     }
     /// The selection `include` minus `exclude`.
     pub fn filter(&self) -> Result<TableFilter, String> {
@@ -258,10 +173,14 @@ impl TablesSpec {
     }
 }
 
-fn parse_patterns(items: &[String]) -> Result<Vec<TablePattern>, String> {
+fn parse_patterns(key: &str, items: &[String]) -> Result<Vec<TablePattern>, String> {
     items
         .iter()
-        .map(|p| TablePattern::parse(p).map_err(|e| format!("table pattern {}: {e}", shown(p))))
+        .enumerate()
+        .map(|(i, p)| {
+            TablePattern::parse(p)
+                .map_err(|e| format!("{key}[{i}]: table pattern {}: {e}", shown(p)))
+        })
         .collect()
 }
 
@@ -566,10 +485,10 @@ impl Default for RestoreTablesSpec {
 
 impl RestoreTablesSpec {
     pub fn include_patterns(&self) -> Result<Vec<TablePattern>, String> {
-        parse_patterns(&self.include)
+        parse_patterns("tables.include", &self.include)
     }
     pub fn exclude_patterns(&self) -> Result<Vec<TablePattern>, String> {
-        parse_patterns(&self.exclude)
+        parse_patterns("tables.exclude", &self.exclude)
     }
     /// The selection `include` minus `exclude`.
     pub fn filter(&self) -> Result<TableFilter, String> {
@@ -854,9 +773,9 @@ mod example_tests {
     /// The example shipped to users must stay valid.
     #[test]
     fn shipped_example_parses() {
-        let text = include_str!("../../deploy/examples/export.toml");
+        let text = include_str!("../../../deploy/examples/export.toml");
         super::JobSpec::from_toml(text).unwrap();
-        let text = include_str!("../../deploy/examples/restore.toml");
+        let text = include_str!("../../../deploy/examples/restore.toml");
         let super::JobSpec::Restore(r) = super::JobSpec::from_toml(text).unwrap() else {
             panic!("restore spec expected")
         };
@@ -867,7 +786,7 @@ mod example_tests {
 
     /// The first export spec in the README, the one users copy.
     fn readme_export_spec() -> &'static str {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let section = &readme[readme.find("## Export: a job spec").unwrap()..];
         let start = section.find("```toml\n").unwrap() + "```toml\n".len();
         let len = section[start..].find("```").unwrap();
@@ -881,7 +800,7 @@ mod example_tests {
         let shipped = [
             (
                 "deploy/examples/export.toml",
-                include_str!("../../deploy/examples/export.toml"),
+                include_str!("../../../deploy/examples/export.toml"),
             ),
             ("README.md", readme_export_spec()),
         ];
@@ -915,9 +834,9 @@ mod example_tests {
     /// The documented `gzip_level` range is the one the spec accepts.
     #[test]
     fn gzip_level_range_matches_the_docs() {
-        let example = include_str!("../../deploy/examples/export.toml");
+        let example = include_str!("../../../deploy/examples/export.toml");
         assert!(example.contains("gzip_level = 0..9, default 6"));
-        assert!(include_str!("../../README.md").contains("`gzip_level` 0–9 (6)"));
+        assert!(include_str!("../../../README.md").contains("`gzip_level` 0–9 (6)"));
         let with = |level: u32| {
             example.replace(
                 "format = \"csv\"",
