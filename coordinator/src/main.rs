@@ -1,29 +1,41 @@
 //! `coordinator`: plan pgfleet jobs, publish their tasks, track them to completion.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use coordinator::commands;
-use fleet_io::logging::{self, LogFormat};
+use fleet_io::logging;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// pgfleet moves PostgreSQL tables to S3 (export) with a fleet of workers fed by RabbitMQ.
+/// pgfleet moves PostgreSQL tables between a database and S3 with a fleet of workers fed by
+/// RabbitMQ: export (tables to CSV or Parquet on S3) and restore (an RDS/Aurora snapshot
+/// export, or pgfleet's own, into an existing database, in foreign-key order).
 ///
 /// Quick tour:
-///   coordinator plan export.toml            show tables and chunks, touch nothing
-///   coordinator run export.toml --workers 4 one process, no RabbitMQ needed
+///   coordinator validate job.toml           check a spec offline, every problem at once
+///   coordinator plan job.toml               show tables and chunks (or waves), touch nothing
+///   coordinator run job.toml --workers 4    one process, no RabbitMQ needed
 ///   coordinator serve                       long-running: drives submitted jobs
-///   coordinator submit export.toml --wait   hand a job to `serve`, watch it finish
+///   coordinator submit job.toml --wait      hand a job to `serve`, watch it finish
 ///   coordinator status [JOB]                jobs, or one job's tables and chunks
 ///   coordinator cancel JOB
+///   coordinator repair restore.toml         put back what an interrupted restore dropped
 ///
 /// Passwords never go in job specs: each process reads PGPASSWORD, ~/.pgpass or the variable
 /// named by `source.password_env`; S3 credentials come from the AWS default chain.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about, verbatim_doc_comment)]
+#[command(
+    name = "coordinator",
+    version,
+    about = "Export PostgreSQL tables to S3, and restore RDS snapshot exports or pgfleet's own into PostgreSQL, with a RabbitMQ-fed worker fleet.",
+    long_about,
+    verbatim_doc_comment,
+    styles = fleet_io::cli::styles(),
+    after_long_help = fleet_io::cli::ENVIRONMENT
+)]
 struct Cli {
-    #[arg(long, global = true, env = "PGFLEET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    common: fleet_io::cli::CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +55,9 @@ struct StateArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run submitted jobs: plan, publish tasks to RabbitMQ, collect results. Restart-safe.
+    #[command(
+        after_help = "Example:\n  PGFLEET_AMQP_URL=amqp://pgfleet@mq.internal:5672/%2f coordinator serve --rabbitmq-api-url http://mq.internal:15672"
+    )]
     Serve {
         #[command(flatten)]
         state: StateArgs,
@@ -86,7 +101,11 @@ enum Command {
         rabbitmq_api_url: Option<String>,
     },
     /// Submit a job spec (TOML) to `coordinator serve`; prints the job id.
+    #[command(
+        after_help = "Examples:\n  coordinator submit export.toml --wait\n  JOB=$(coordinator submit restore.toml) && coordinator status \"$JOB\""
+    )]
     Submit {
+        /// Job spec (TOML); `${VAR}` in its values is taken from this environment.
         spec: PathBuf,
         /// Wait for the job to finish, showing progress; exit 0 only if it succeeded.
         #[arg(long)]
@@ -95,7 +114,11 @@ enum Command {
         state: StateArgs,
     },
     /// Show recent jobs, or one job's tables: chunks done / in flight / failed, rows, bytes.
+    #[command(
+        after_help = "Examples:\n  coordinator status\n  coordinator status j-3f9a1c2b7d --json"
+    )]
     Status {
+        /// A job id (`j-…`, as `submit` printed it); without it, the recent jobs.
         job: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -104,13 +127,19 @@ enum Command {
         state: StateArgs,
     },
     /// Stop a job: nothing more is published; tasks already queued finish and are ignored.
+    #[command(after_help = "Example:\n  coordinator cancel j-3f9a1c2b7d")]
     Cancel {
+        /// The job id (`j-…`).
         job: String,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Run a job in this process with in-process workers (no RabbitMQ, no state database).
+    #[command(
+        after_help = "Examples:\n  coordinator run export.toml --workers 4\n  RUN_DATE=$(date +%F) coordinator run nightly.toml   # url = \"s3://b/${RUN_DATE}/\""
+    )]
     Run {
+        /// Job spec (TOML); `${VAR}` in its values is taken from this environment.
         spec: PathBuf,
         /// Workers (concurrent chunks) in this process; the source's max_in_flight still applies.
         #[arg(long, env = "PGFLEET_WORKERS", default_value_t = 4)]
@@ -125,9 +154,14 @@ enum Command {
         )]
         stop_timeout: u64,
     },
-    /// Put back what interrupted restores left changed in a target (foreign keys and indexes
-    /// they dropped, recorded in its pgfleet_restore.pending_changes), without loading anything.
-    /// Changes of a restore still running are left to it. Exit 0 when nothing is left pending.
+    /// Put back what interrupted restores left changed in a target, loading nothing.
+    ///
+    /// The foreign keys and indexes they dropped are recorded in the target's
+    /// pgfleet_restore.pending_changes before they are dropped. Changes of a restore still
+    /// running are left to it. Exit 0 when nothing is left pending.
+    #[command(
+        after_help = "Examples:\n  coordinator repair restore.toml --dry-run\n  coordinator repair --target postgresql://admin@db.internal:5432/shop"
+    )]
     Repair {
         /// A restore job spec whose [target] to repair (or use --target).
         #[arg(required_unless_present = "target", conflicts_with = "target")]
@@ -140,9 +174,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Check job specs offline (no network): TOML syntax, types, unknown keys, values and
-    /// `${VAR}` interpolation, every problem at once with its line and key path.
-    /// Exit 0 when every spec is valid, 78 when one is not, 2 on a usage error.
+    /// Check job specs offline, every problem at once.
+    ///
+    /// No network: TOML syntax, types, unknown keys, values and `${VAR}` interpolation, each
+    /// problem with its line and key path. Exit 0 when every spec is valid, 78 when one is
+    /// not, 2 on a usage error.
     #[command(
         after_help = "Examples:\n  coordinator validate export.toml\n  coordinator validate deploy/examples/*.toml --json"
     )]
@@ -156,12 +192,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Plan a job and print its tables and chunks without running anything.
+    /// Show what a job would do, without doing it.
+    ///
+    /// Export: tables, keys and chunks (reads the source catalog only). Restore: waves, tables
+    /// and files, and every problem found between the export and the target (reads only).
+    #[command(
+        after_help = "Examples:\n  coordinator plan export.toml\n  coordinator plan restore.toml --json | jq '.waves'"
+    )]
     Plan {
+        /// Job spec (TOML); `${VAR}` in its values is taken from this environment.
         spec: PathBuf,
+        /// Print the plan as JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: source it, or install it where your shell looks.
+    #[command(
+        after_help = "Examples:\n  coordinator completions bash > /etc/bash_completion.d/coordinator\n  coordinator completions zsh > \"${fpath[1]}/_coordinator\"\n  coordinator completions fish > ~/.config/fish/completions/coordinator.fish"
+    )]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: fleet_io::cli::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(
+        after_help = "Example:\n  coordinator man > /usr/local/share/man/man1/coordinator.1 && man coordinator"
+    )]
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -178,7 +236,10 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    if let Err(e) = cli.common.apply() {
+        logging::fatal(&e);
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Serve {
             state,
@@ -263,6 +324,15 @@ async fn run() -> ExitCode {
         } => commands::repair::run(spec.as_deref(), target.as_deref(), dry_run).await,
         Command::Plan { spec, json } => commands::plan::run(&spec, json).await,
         Command::Validate { specs, json } => Ok(commands::validate::run(&specs, json)),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            fleet_io::cli::write_completions(shell, &mut cmd)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(Into::into)
+        }
+        Command::Man => fleet_io::cli::write_man_page(Cli::command())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,
@@ -270,5 +340,17 @@ async fn run() -> ExitCode {
             logging::fatal(&format!("{e:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent_and_documented() {
+        Cli::command().debug_assert();
+        let missing = fleet_io::cli::undocumented(&Cli::command());
+        assert!(missing.is_empty(), "{missing:#?}");
     }
 }

@@ -148,30 +148,20 @@ async fn build_s3_client(opts: &S3Options) -> aws_sdk_s3::Client {
 
 /// Establishing a connection to S3 (the SDK's own default).
 const S3_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3100);
-const DEFAULT_S3_ATTEMPT_TIMEOUT_SECS: f64 = 120.0;
 
-/// `PGFLEET_S3_ATTEMPT_TIMEOUT` (seconds, default 120): the longest one attempt of an S3
-/// request may take to send its body and receive the response (for an 8 MiB part, 120 s is
-/// under 70 KB/s), and the longest a response body being read may go without data. An attempt
-/// that takes longer is abandoned and retried like a 5xx. Raise it for very large parts on
-/// slow links. Read once per process.
+/// Default of `--s3-attempt-timeout` / `PGFLEET_S3_ATTEMPT_TIMEOUT`.
+pub const DEFAULT_S3_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+static S3_ATTEMPT_TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// Set once at startup from `--s3-attempt-timeout` (see [`crate::cli::CommonArgs`]).
+pub fn set_s3_attempt_timeout(timeout: std::time::Duration) {
+    let _ = S3_ATTEMPT_TIMEOUT.set(timeout);
+}
+
+/// The longest one attempt of an S3 request may take to send its body and receive the
+/// response (for an 8 MiB part, 120 s is under 70 KB/s), and the longest a response body being
+/// read may go without data. An attempt that takes longer is abandoned and retried like a 5xx.
 pub fn s3_attempt_timeout() -> std::time::Duration {
-    static TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
-    *TIMEOUT.get_or_init(|| {
-        let name = "PGFLEET_S3_ATTEMPT_TIMEOUT";
-        let secs = match std::env::var(name) {
-            Err(_) => DEFAULT_S3_ATTEMPT_TIMEOUT_SECS,
-            Ok(v) => match v.trim().parse::<f64>() {
-                Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => s,
-                _ => {
-                    tracing::warn!(
-                        value = %v,
-                        "{name} is not a number of seconds in (0, 86400]; using {DEFAULT_S3_ATTEMPT_TIMEOUT_SECS}"
-                    );
-                    DEFAULT_S3_ATTEMPT_TIMEOUT_SECS
-                }
-            },
-        };
-        std::time::Duration::from_secs_f64(secs)
-    })
+    *S3_ATTEMPT_TIMEOUT.get_or_init(|| DEFAULT_S3_ATTEMPT_TIMEOUT)
 }

@@ -5,6 +5,7 @@
 pub mod allocator;
 pub mod amqp;
 pub mod build_info;
+pub mod cli;
 pub mod clients;
 pub mod error;
 pub mod http;

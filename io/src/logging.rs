@@ -12,11 +12,30 @@ pub enum LogFormat {
     Json,
 }
 
-/// `RUST_LOG` overrides the default level (info).
-pub fn init(format: LogFormat) {
+/// The filter when neither RUST_LOG nor -v/-q says otherwise.
+const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,lapin=warn";
+
+/// Set up logging on stderr. `verbosity` (from -v/-q: 1 debug, 2 trace, -1 warn, -2 error,
+/// -3 off) wins over `RUST_LOG`, which wins over the default (info). An invalid `RUST_LOG` is an
+/// error, not a silent fallback.
+pub fn init(format: LogFormat, verbosity: Option<i8>) -> Result<(), String> {
     let _ = FORMAT.set(format);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,lapin=warn"));
+    let filter = match verbosity {
+        Some(v) => EnvFilter::new(match v {
+            i8::MIN..=-3 => "off",
+            -2 => "error",
+            -1 => "warn",
+            0 => DEFAULT_FILTER,
+            1 => "debug,tokio_postgres=info,lapin=info,h2=info,hyper=info,rustls=info",
+            _ => "trace",
+        }),
+        None => match std::env::var("RUST_LOG") {
+            Ok(v) if !v.trim().is_empty() => EnvFilter::builder()
+                .parse(&v)
+                .map_err(|e| format!("RUST_LOG={v:?} is not a log filter ({e}); e.g. RUST_LOG=info,pgfleet_worker=debug"))?,
+            _ => EnvFilter::new(DEFAULT_FILTER),
+        },
+    };
     // Colours only on a terminal: journald, `docker logs` and files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -26,6 +45,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Ok(())
 }
 
 /// Report the error that ends the process: `error: …` on stderr, or with `--log-format json`

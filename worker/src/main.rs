@@ -1,7 +1,7 @@
 //! `worker`: consume pgfleet tasks from RabbitMQ and stream chunks between PostgreSQL and S3.
 
-use clap::Parser;
-use fleet_io::logging::{self, LogFormat};
+use clap::{CommandFactory, Parser, Subcommand};
+use fleet_io::logging;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -12,9 +12,24 @@ use tokio_util::sync::CancellationToken;
 /// the PostgreSQL sources and the object store. Database passwords come from this machine's
 /// environment (PGPASSWORD, ~/.pgpass, or the variable a job names); S3 credentials from the
 /// AWS default chain (env, profile, EC2 instance role).
+///
+/// Without a subcommand it runs until SIGTERM/SIGINT, then finishes or hands back its tasks.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(
+    name = "worker",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true,
+    styles = fleet_io::cli::styles(),
+    after_help = "Examples:\n  PGFLEET_AMQP_URL=amqp://pgfleet@mq.internal:5672/%2f worker --concurrency 4\n  worker --metrics-addr 0.0.0.0:9181 --metrics-token-file /etc/pgfleet/metrics-token",
+    after_long_help = fleet_io::cli::ENVIRONMENT
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Extra>,
+    #[command(flatten)]
+    common: fleet_io::cli::CommonArgs,
     #[command(flatten)]
     amqp: fleet_io::amqp::AmqpArgs,
     /// Queue-name namespace; must match the coordinator's.
@@ -34,10 +49,30 @@ struct Args {
     #[arg(long, env = "PGFLEET_WORKER_NAME")]
     name: Option<String>,
     /// Seconds in-flight tasks may keep running after SIGTERM before they go back to the queue.
-    #[arg(long, env = "PGFLEET_SHUTDOWN_GRACE", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "PGFLEET_SHUTDOWN_GRACE",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
     shutdown_grace: u64,
-    #[arg(long, env = "PGFLEET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+}
+
+/// What the worker does instead of consuming tasks.
+#[derive(Subcommand, Debug)]
+enum Extra {
+    /// Print a shell completion script: source it, or install it where your shell looks.
+    #[command(after_help = "Example:\n  worker completions bash > /etc/bash_completion.d/worker")]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: fleet_io::cli::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(
+        after_help = "Example:\n  worker man > /usr/local/share/man/man1/worker.1 && man worker"
+    )]
+    Man,
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,7 +88,25 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let args = Args::parse();
-    logging::init(args.log_format);
+    if let Err(e) = args.common.apply() {
+        logging::fatal(&e);
+        return std::process::ExitCode::from(2);
+    }
+    if let Some(extra) = args.command {
+        let written = match extra {
+            Extra::Completions { shell } => {
+                fleet_io::cli::write_completions(shell, &mut Args::command())
+            }
+            Extra::Man => fleet_io::cli::write_man_page(Args::command()),
+        };
+        return match written {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                logging::fatal(&format!("cannot write to stdout: {e}"));
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if args.concurrency == 0 {
         logging::fatal("--concurrency must be at least 1");
         return std::process::ExitCode::from(2);
@@ -124,4 +177,16 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
         tracing::info!("shutdown requested: no new tasks; finishing the ones in flight");
         shutdown.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent_and_documented() {
+        Args::command().debug_assert();
+        let missing = fleet_io::cli::undocumented(&Args::command());
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 }
