@@ -114,15 +114,66 @@ enum Command {
         state: StateArgs,
     },
     /// Show recent jobs, or one job's tables: chunks done / in flight / failed, rows, bytes.
-    #[command(
-        after_help = "Examples:\n  coordinator status\n  coordinator status j-3f9a1c2b7d --json"
-    )]
+    ///
+    /// With --watch: JOB is followed until it ends, as `submit --wait` shows it (exit 0 if it
+    /// succeeded, 1 if it failed or was cancelled); the list is refreshed until no job is
+    /// submitted or running. --json prints a versioned document ("version": 1; see README).
+    #[command(after_help = "Examples:\n  \
+        coordinator status\n  \
+        coordinator status --state running,failed --limit 10\n  \
+        coordinator status j-3f9a1c2b7d --json\n  \
+        coordinator status --watch j-3f9a1c2b7d\n  \
+        coordinator status --watch --interval 5")]
     Status {
-        /// A job id (`j-…`, as `submit` printed it); without it, the recent jobs.
+        /// A job id (`j-…`, as `submit` printed it): show that job and its tables.
         job: Option<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// Print JSON instead of a table (a document with "version": 1).
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// List only jobs in this state; repeat the flag or separate states with commas.
+        #[arg(
+            long = "state",
+            value_name = "STATE",
+            value_enum,
+            value_delimiter = ',',
+            conflicts_with = "job"
+        )]
+        states: Vec<commands::status::StateArg>,
+        /// List at most N jobs, the newest first.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 50,
+            value_parser = clap::value_parser!(u32).range(1..),
+            conflicts_with = "job"
+        )]
+        limit: u32,
+        /// Keep refreshing: JOB until it ends (its outcome is the exit status), the list until
+        /// no job is submitted or running.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes of the watched list (a watched job follows its changes).
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value = "2",
+            value_parser = commands::status::parse_interval,
+            requires = "watch"
+        )]
+        interval: std::time::Duration,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Wait for a job submitted earlier to end, showing its progress as `submit --wait` does.
+    ///
+    /// Exit status: 0 the job succeeded; 1 it failed or was cancelled, or there is no such job
+    /// (or the state database cannot be read; the message says which).
+    #[command(after_help = "Examples:\n  \
+        id=$(coordinator submit export.toml)\n  \
+        coordinator wait \"$id\" && echo exported")]
+    Wait {
+        /// The job id `submit` printed (`coordinator status` lists them).
+        job: String,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -308,9 +359,25 @@ async fn run() -> ExitCode {
         Command::Submit { spec, wait, state } => {
             commands::submit::run(&spec, wait, &state.state_url).await
         }
-        Command::Status { job, json, state } => {
-            commands::status::run(job.as_deref(), json, &state.state_url).await
+        Command::Status {
+            job,
+            json,
+            states,
+            limit,
+            watch,
+            interval,
+            state,
+        } => {
+            let opts = commands::status::Options {
+                job: job.as_deref(),
+                json,
+                states: &states,
+                limit,
+                watch: watch.then_some(interval),
+            };
+            commands::status::run(&opts, &state.state_url).await
         }
+        Command::Wait { job, state } => commands::wait::run(&job, &state.state_url).await,
         Command::Cancel { job, state } => commands::status::cancel(&job, &state.state_url).await,
         Command::Run {
             spec,

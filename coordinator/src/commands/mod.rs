@@ -1,5 +1,6 @@
 //! One module per CLI subcommand; `main.rs` only parses arguments.
 
+pub mod json_view;
 pub mod plan;
 pub mod progress;
 pub mod repair;
@@ -8,6 +9,7 @@ pub mod serve;
 pub mod status;
 pub mod submit;
 pub mod validate;
+pub mod wait;
 
 use anyhow::{Context, Result};
 use protocol::JobSpec;

@@ -2,7 +2,7 @@
 //! chunks (reads only the source catalog). Restore: waves, tables and files, and every problem
 //! found between the export and the target (reads only).
 
-use super::load_spec;
+use super::{json_view, load_spec};
 use crate::export::plan::plan_export;
 use crate::export::source::SourceTxn;
 use crate::job::{ChunkWork, TableWork};
@@ -25,11 +25,17 @@ async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
     let txn = SourceTxn::begin(spec).await?;
     let plan = plan_export(txn.client(), spec).await?;
     txn.commit().await?;
+    let location = spec.output.location().map_err(|e| anyhow!(e))?;
     if json {
-        crate::outln!("{}", serde_json::to_string_pretty(&plan)?);
+        let view = json_view::ExportPlanView::new(
+            &spec.name,
+            location.to_string(),
+            spec.output.format,
+            &plan,
+        );
+        crate::outln!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let location = spec.output.location().map_err(|e| anyhow!(e))?;
     crate::outln!(
         "export {:?}: {} table(s) → {location}",
         spec.name,
@@ -58,32 +64,8 @@ async fn restore(spec: &RestoreSpec, json: bool) -> Result<ExitCode> {
     let job = &plan.job;
     let ok = plan.problems.is_empty();
     if json {
-        let tables: Vec<_> = job
-            .tables
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| match &t.work {
-                TableWork::Restore(r) => Some(serde_json::json!({
-                    "table": r.table.display_name(),
-                    "wave": r.wave,
-                    "rows": r.expected_rows,
-                    "columns": r.columns.iter().map(|c| &c.target).collect::<Vec<_>>(),
-                    "tasks": job.table_chunks(i as u32).count(),
-                })),
-                TableWork::Export(_) => None,
-            })
-            .collect();
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "ok": ok,
-                "tables": tables,
-                "restore": job.restore_state(),
-                "notes": job.notes,
-                "warnings": plan.warnings,
-                "problems": plan.problems,
-            }))?
-        );
+        let view = json_view::RestorePlanView::new(spec, job, &plan.warnings, &plan.problems);
+        crate::outln!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(if ok {
             ExitCode::SUCCESS
         } else {

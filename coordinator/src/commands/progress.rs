@@ -1,5 +1,5 @@
-//! Progress display for `run` and `submit --wait`: a bar on a terminal, a line every few
-//! seconds otherwise (CI logs, pipes).
+//! Progress display for `run`, `submit --wait`, `wait` and `status --watch JOB`: a bar on a
+//! terminal, otherwise a line at the first update and then every few seconds (CI logs, pipes).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
-    last_line: Instant,
+    /// When the last plain line was printed; `None` before the first.
+    last_line: Option<Instant>,
     started: Instant,
 }
 
@@ -27,7 +28,7 @@ impl Progress {
         });
         Self {
             bar,
-            last_line: Instant::now(),
+            last_line: None,
             started: Instant::now(),
         }
     }
@@ -45,9 +46,12 @@ impl Progress {
                 bar.set_position(done);
                 bar.set_message(msg);
             }
-            None if self.last_line.elapsed() >= Duration::from_secs(5) => {
+            None if self
+                .last_line
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) =>
+            {
                 crate::errln!("progress: {done}/{total} chunks, {msg}");
-                self.last_line = Instant::now();
+                self.last_line = Some(Instant::now());
             }
             None => {}
         }

@@ -5,6 +5,7 @@
 mod cli;
 mod cli_help;
 mod cli_validate;
+mod cli_status;
 mod cloudwatch_backlog;
 mod concurrent_updates;
 mod deploy_files;

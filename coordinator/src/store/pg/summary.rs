@@ -1,10 +1,12 @@
 //! What `status` reads: one-line job summaries and per-table progress.
 
 use super::PgStore;
+use crate::job::JobState;
 use anyhow::Result;
 
-/// A one-line summary of a job for `status`.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A one-line summary of a job for `status` (what `--json` prints is
+/// `commands::json_view::Job`, built from this).
+#[derive(Debug, Clone)]
 pub struct JobSummary {
     pub id: String,
     pub name: String,
@@ -23,9 +25,12 @@ pub struct JobSummary {
 }
 
 /// Per-table progress for `status JOB`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct TableSummary {
+    /// `schema.name`, for people.
     pub table: String,
+    pub schema: String,
+    pub name: String,
     pub chunks_total: i64,
     pub chunks_done: i64,
     pub chunks_queued: i64,
@@ -66,17 +71,32 @@ impl PgStore {
         }
     }
 
-    pub async fn list_jobs(&self, limit: i64) -> Result<Vec<JobSummary>> {
+    /// The newest `limit` jobs whose state is one of `states` (any state when empty), newest
+    /// first.
+    pub async fn list_jobs(&self, states: &[JobState], limit: i64) -> Result<Vec<JobSummary>> {
         let c = self.client().await?;
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
         let sql = format!(
-            "{} GROUP BY j.id ORDER BY j.submitted_at DESC, j.id LIMIT $1",
+            "{} WHERE cardinality($1::text[]) = 0 OR j.state = ANY($1::text[])
+             GROUP BY j.id ORDER BY j.submitted_at DESC, j.id LIMIT $2",
             Self::SUMMARY
         );
-        Ok(c.query(&sql, &[&limit])
+        Ok(c.query(&sql, &[&states, &limit])
             .await?
             .iter()
             .map(Self::summary)
             .collect())
+    }
+
+    /// Jobs not finished yet: submitted, running or cancelling.
+    pub async fn unfinished_jobs(&self) -> Result<i64> {
+        let c = self.client().await?;
+        Ok(c.query_one(
+            "SELECT count(*) FROM pgfleet.jobs WHERE state IN ('submitted', 'running', 'cancelling')",
+            &[],
+        )
+        .await?
+        .get(0))
     }
 
     pub async fn job_summary(&self, id: &str) -> Result<Option<JobSummary>> {
@@ -104,6 +124,8 @@ impl PgStore {
             .iter()
             .map(|r| TableSummary {
                 table: format!("{}.{}", r.get::<_, String>(0), r.get::<_, String>(1)),
+                schema: r.get(0),
+                name: r.get(1),
                 chunks_total: r.get(2),
                 chunks_done: r.get(3),
                 chunks_queued: r.get(4),
