@@ -12,11 +12,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a process logs unless `RUST_LOG` says otherwise.
+pub const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,lapin=warn";
+
+/// For a command whose report is its output (`coordinator check`): warnings and errors only,
+/// and none from lapin, which logs a refused AMQP login as errors the report already shows.
+pub const QUIET_FILTER: &str = "warn,tokio_postgres=warn,lapin=off";
+
 /// `RUST_LOG` overrides the default level (info).
 pub fn init(format: LogFormat) {
+    init_with(format, DEFAULT_FILTER);
+}
+
+/// [`init`] with another default filter (`RUST_LOG` still overrides it).
+pub fn init_with(format: LogFormat, default_filter: &str) {
     let _ = FORMAT.set(format);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,lapin=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Colours only on a terminal: journald, `docker logs` and files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
