@@ -140,6 +140,38 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check that this machine reaches everything a job spec needs, one line per check: the
+    /// state database, RabbitMQ (and its management API when given), the source (export) or
+    /// the target (restore), and the object store (export: put and delete one small object
+    /// under the output prefix; restore: read the export's metadata). Creates nothing else.
+    /// Exit 0 when no check failed, 1 when one did.
+    #[command(
+        after_help = "Example:\n  coordinator check export.toml\n  coordinator check restore.toml --local"
+    )]
+    Check {
+        /// The job spec (TOML) whose connections to check.
+        spec: PathBuf,
+        /// Only what `coordinator run` needs: the source/target and the object store (no state
+        /// database, no RabbitMQ).
+        #[arg(long)]
+        local: bool,
+        /// Seconds each check may take (the export's listing three times this).
+        #[arg(
+            long,
+            env = "PGFLEET_CHECK_TIMEOUT",
+            default_value_t = 10,
+            value_name = "SECONDS"
+        )]
+        timeout: u64,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        amqp: fleet_io::amqp::AmqpArgs,
+        /// RabbitMQ management API to check too (one GET of its overview), as given to
+        /// `serve`: http://127.0.0.1:15672. Credentials from this URL, else the AMQP URL's.
+        #[arg(long, env = "PGFLEET_RABBITMQ_API_URL", hide_env_values = true)]
+        rabbitmq_api_url: Option<String>,
+    },
     /// Plan a job and print its tables and chunks without running anything.
     Plan {
         spec: PathBuf,
@@ -162,7 +194,16 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    // `check` reports every failure in its own lines; library logs would only repeat them.
+    let quiet = matches!(cli.command, Command::Check { .. });
+    logging::init_with(
+        cli.log_format,
+        if quiet {
+            logging::QUIET_FILTER
+        } else {
+            logging::DEFAULT_FILTER
+        },
+    );
     let result = match cli.command {
         Command::Serve {
             state,
@@ -246,6 +287,24 @@ async fn run() -> ExitCode {
             dry_run,
         } => commands::repair::run(spec.as_deref(), target.as_deref(), dry_run).await,
         Command::Plan { spec, json } => commands::plan::run(&spec, json).await,
+        Command::Check {
+            spec,
+            local,
+            timeout,
+            state,
+            amqp,
+            rabbitmq_api_url,
+        } => {
+            commands::check::run(commands::check::CheckArgs {
+                spec: &spec,
+                local,
+                state_url: &state.state_url,
+                amqp: &amqp,
+                rabbitmq_api_url: rabbitmq_api_url.as_deref(),
+                timeout: std::time::Duration::from_secs(timeout),
+            })
+            .await
+        }
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! linking and gigabytes of disk. Filter with `cargo test -p pgfleet-tests --test e2e -- NAME`.
 
 mod cli;
+mod cli_check;
 mod cloudwatch_backlog;
 mod concurrent_updates;
 mod deploy_files;
