@@ -206,6 +206,7 @@ async fn check_export_all_good_and_the_probe_leaves_nothing() -> anyhow::Result<
 
     source.drop().await?;
     state.drop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -245,6 +246,7 @@ async fn check_names_a_stopped_rabbitmq_and_says_what_to_do() -> anyhow::Result<
 
     source.drop().await?;
     state.drop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -281,6 +283,7 @@ async fn check_names_the_source_server_and_never_the_password() -> anyhow::Resul
     );
     assert!(out.line("output").starts_with("OK "), "{out}");
     out.assert_no(PASSWORD);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -312,6 +315,7 @@ async fn check_says_why_the_bucket_cannot_be_written() -> anyhow::Result<()> {
     out.assert_no(wrong_secret);
     assert_eq!(list_keys(&s3, &bucket, "").await?, Vec::<String>::new());
     source.drop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -333,6 +337,7 @@ async fn check_restore_from_a_missing_export_says_no_export_there() -> anyhow::R
         .line(&format!("target 127.0.0.1:5432/{}", target.name))
         .contains("writable session"));
     target.drop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -365,6 +370,7 @@ async fn check_restore_all_good_counts_the_export() -> anyhow::Result<()> {
         .contains("writable session"));
     target.drop().await?;
     state.drop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -396,5 +402,6 @@ async fn check_gives_up_on_a_silent_server_within_the_timeout() -> anyhow::Resul
         "{line}"
     );
     assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
