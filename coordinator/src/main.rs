@@ -13,11 +13,13 @@ use std::process::ExitCode;
 ///
 /// Quick tour:
 ///   coordinator validate job.toml           check a spec offline, every problem at once
+///   coordinator check job.toml              reach every server and bucket the job needs?
 ///   coordinator plan job.toml               show tables and chunks (or waves), touch nothing
 ///   coordinator run job.toml --workers 4    one process, no RabbitMQ needed
 ///   coordinator serve                       long-running: drives submitted jobs
 ///   coordinator submit job.toml --wait      hand a job to `serve`, watch it finish
-///   coordinator status [JOB]                jobs, or one job's tables and chunks
+///   coordinator status [JOB] [--watch]      jobs, or one job's tables and chunks
+///   coordinator wait JOB                    follow a job submitted earlier; exit 0 if it succeeded
 ///   coordinator cancel JOB
 ///   coordinator repair restore.toml         put back what an interrupted restore dropped
 ///
@@ -225,6 +227,39 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check that this machine reaches everything a job spec needs.
+    ///
+    /// One line per check: the state database, RabbitMQ (and its management API when given), the source (export) or
+    /// the target (restore), and the object store (export: put and delete one small object
+    /// under the output prefix; restore: read the export's metadata). Creates nothing else.
+    /// Exit 0 when no check failed, 1 when one did.
+    #[command(
+        after_help = "Example:\n  coordinator check export.toml\n  coordinator check restore.toml --local"
+    )]
+    Check {
+        /// The job spec (TOML) whose connections to check.
+        spec: PathBuf,
+        /// Only what `coordinator run` needs: the source/target and the object store (no state
+        /// database, no RabbitMQ).
+        #[arg(long)]
+        local: bool,
+        /// Seconds each check may take (the export's listing three times this).
+        #[arg(
+            long,
+            env = "PGFLEET_CHECK_TIMEOUT",
+            default_value_t = 10,
+            value_name = "SECONDS"
+        )]
+        timeout: u64,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        amqp: fleet_io::amqp::AmqpArgs,
+        /// RabbitMQ management API to check too (one GET of its overview), as given to
+        /// `serve`: http://127.0.0.1:15672. Credentials from this URL, else the AMQP URL's.
+        #[arg(long, env = "PGFLEET_RABBITMQ_API_URL", hide_env_values = true)]
+        rabbitmq_api_url: Option<String>,
+    },
     /// Check job specs offline, every problem at once.
     ///
     /// No network: TOML syntax, types, unknown keys, values and `${VAR}` interpolation, each
@@ -287,7 +322,13 @@ fn main() -> ExitCode {
 
 async fn run() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = cli.common.apply() {
+    // `check` reports every failure in its own lines; library logs would only repeat them.
+    let default_filter = if matches!(cli.command, Command::Check { .. }) {
+        logging::QUIET_FILTER
+    } else {
+        logging::DEFAULT_FILTER
+    };
+    if let Err(e) = cli.common.apply(default_filter) {
         logging::fatal(&e);
         return ExitCode::from(2);
     }
@@ -400,6 +441,24 @@ async fn run() -> ExitCode {
         Command::Man => fleet_io::cli::write_man_page(Cli::command())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Check {
+            spec,
+            local,
+            timeout,
+            state,
+            amqp,
+            rabbitmq_api_url,
+        } => {
+            commands::check::run(commands::check::CheckArgs {
+                spec: &spec,
+                local,
+                state_url: &state.state_url,
+                amqp: &amqp,
+                rabbitmq_api_url: rabbitmq_api_url.as_deref(),
+                timeout: std::time::Duration::from_secs(timeout),
+            })
+            .await
+        }
     };
     match result {
         Ok(code) => code,

@@ -33,12 +33,18 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// Set up logging and the S3 timeout; an error is a bad setting (exit 2).
-    pub fn apply(&self) -> Result<(), String> {
+    /// Set up logging (`default_filter` unless RUST_LOG or -v/-q say otherwise, e.g.
+    /// [`crate::logging::DEFAULT_FILTER`]) and the S3 timeout; an error is a bad setting
+    /// (exit 2).
+    pub fn apply(&self, default_filter: &str) -> Result<(), String> {
         let verbosity = i8::try_from(self.verbose).unwrap_or(i8::MAX)
             - i8::try_from(self.quiet).unwrap_or(i8::MAX);
         let explicit = self.verbose > 0 || self.quiet > 0;
-        crate::logging::init(self.log_format, explicit.then_some(verbosity))?;
+        crate::logging::init(
+            self.log_format,
+            explicit.then_some(verbosity),
+            default_filter,
+        )?;
         crate::clients::set_s3_attempt_timeout(self.s3_attempt_timeout);
         Ok(())
     }

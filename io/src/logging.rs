@@ -12,20 +12,24 @@ pub enum LogFormat {
     Json,
 }
 
-/// The filter when neither RUST_LOG nor -v/-q says otherwise.
-const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,lapin=warn";
+/// What a process logs unless `RUST_LOG` or -v/-q say otherwise.
+pub const DEFAULT_FILTER: &str = "info,tokio_postgres=warn,lapin=warn";
+
+/// For a command whose report is its output (`coordinator check`): warnings and errors only,
+/// and none from lapin, which logs a refused AMQP login as errors the report already shows.
+pub const QUIET_FILTER: &str = "warn,tokio_postgres=warn,lapin=off";
 
 /// Set up logging on stderr. `verbosity` (from -v/-q: 1 debug, 2 trace, -1 warn, -2 error,
-/// -3 off) wins over `RUST_LOG`, which wins over the default (info). An invalid `RUST_LOG` is an
+/// -3 off) wins over `RUST_LOG`, which wins over `default_filter`. An invalid `RUST_LOG` is an
 /// error, not a silent fallback.
-pub fn init(format: LogFormat, verbosity: Option<i8>) -> Result<(), String> {
+pub fn init(format: LogFormat, verbosity: Option<i8>, default_filter: &str) -> Result<(), String> {
     let _ = FORMAT.set(format);
     let filter = match verbosity {
         Some(v) => EnvFilter::new(match v {
             i8::MIN..=-3 => "off",
             -2 => "error",
             -1 => "warn",
-            0 => DEFAULT_FILTER,
+            0 => default_filter,
             1 => "debug,tokio_postgres=info,lapin=info,h2=info,hyper=info,rustls=info",
             _ => "trace",
         }),
@@ -33,7 +37,7 @@ pub fn init(format: LogFormat, verbosity: Option<i8>) -> Result<(), String> {
             Ok(v) if !v.trim().is_empty() => EnvFilter::builder()
                 .parse(&v)
                 .map_err(|e| format!("RUST_LOG={v:?} is not a log filter ({e}); e.g. RUST_LOG=info,pgfleet_worker=debug"))?,
-            _ => EnvFilter::new(DEFAULT_FILTER),
+            _ => EnvFilter::new(default_filter),
         },
     };
     // Colours only on a terminal: journald, `docker logs` and files get plain text.

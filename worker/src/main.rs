@@ -88,7 +88,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let args = Args::parse();
-    if let Err(e) = args.common.apply() {
+    if let Err(e) = args.common.apply(logging::DEFAULT_FILTER) {
         logging::fatal(&e);
         return std::process::ExitCode::from(2);
     }

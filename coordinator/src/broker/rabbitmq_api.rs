@@ -119,15 +119,7 @@ impl ManagementApi {
             utf8_percent_encode(&self.vhost, NON_ALPHANUMERIC),
             utf8_percent_encode(queue, NON_ALPHANUMERIC),
         );
-        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, self.get(&path))
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "{} did not answer within {}s",
-                    self.describe(),
-                    REQUEST_TIMEOUT.as_secs()
-                )
-            })??;
+        let (status, body) = self.fetch(&path).await?;
         match status {
             200 => parse_queue(&body).with_context(|| format!("{}: queue {queue}", self.describe())),
             401 => bail!(
@@ -141,6 +133,48 @@ impl ManagementApi {
             ),
             s => bail!("{}: HTTP {s} for queue {queue}", self.describe()),
         }
+    }
+
+    /// The broker's version, from `GET /api/overview` (`coordinator check`).
+    pub async fn overview(&self) -> Result<String> {
+        let path = format!(
+            "{}/api/overview?columns=rabbitmq_version,management_version",
+            self.base_path
+        );
+        let (status, body) = self.fetch(&path).await?;
+        match status {
+            200 => {
+                let v: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
+                    format!(
+                        "{}: the answer is not JSON from the management API",
+                        self.describe()
+                    )
+                })?;
+                Ok(v.get("rabbitmq_version")
+                    .or_else(|| v.get("management_version"))
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("unknown version")
+                    .to_string())
+            }
+            401 => bail!(
+                "{} refused the credentials (HTTP 401): the user needs the management or monitoring tag",
+                self.describe()
+            ),
+            s => bail!("{}: HTTP {s} for /api/overview", self.describe()),
+        }
+    }
+
+    /// One GET, bounded by [`REQUEST_TIMEOUT`].
+    async fn fetch(&self, path_and_query: &str) -> Result<(u16, Bytes)> {
+        tokio::time::timeout(REQUEST_TIMEOUT, self.get(path_and_query))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{} did not answer within {}s",
+                    self.describe(),
+                    REQUEST_TIMEOUT.as_secs()
+                )
+            })?
     }
 
     async fn get(&self, path_and_query: &str) -> Result<(u16, Bytes)> {

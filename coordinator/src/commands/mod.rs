@@ -1,5 +1,6 @@
 //! One module per CLI subcommand; `main.rs` only parses arguments.
 
+pub mod check;
 pub mod json_view;
 pub mod plan;
 pub mod progress;

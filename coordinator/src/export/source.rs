@@ -18,6 +18,12 @@ impl SourceTxn {
         let client = fleet_io::pg::connect(&cfg, &tls)
             .await
             .map_err(|e| anyhow!("connecting to the source: {e}"))?;
+        Self::begin_on(client).await
+    }
+
+    /// Begin the planning transaction on a session already open to the source (one opened
+    /// with `spec.source.conn()`, so read-only).
+    pub async fn begin_on(client: tokio_postgres::Client) -> Result<Self> {
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;

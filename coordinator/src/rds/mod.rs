@@ -166,6 +166,28 @@ pub async fn discover(
     database: &str,
     require_success: bool,
 ) -> anyhow::Result<ExportInventory> {
+    let mut inventory = discover_metadata(ctx, root, s3, database, require_success).await?;
+    let files: Vec<(String, u64)> = inventory
+        .tables
+        .iter()
+        .flat_map(|t| t.files.iter().map(|f| (f.key.clone(), f.size)))
+        .collect();
+    let results = footers::read_footers(ctx, root, s3, &files).await;
+    let by_key: BTreeMap<String, Result<Footer, FooterError>> =
+        files.into_iter().map(|(k, _)| k).zip(results).collect();
+    apply_footers(&mut inventory, &by_key);
+    Ok(inventory)
+}
+
+/// [`discover`] without the Parquet footers: the listing and the metadata documents only
+/// (`coordinator check`). Files come back with empty `row_groups` and `fields`.
+pub async fn discover_metadata(
+    ctx: &Clients,
+    root: &ObjectLocation,
+    s3: &S3Options,
+    database: &str,
+    require_success: bool,
+) -> anyhow::Result<ExportInventory> {
     let db_folder = database_folder(database);
     let (meta, data) = tokio::join!(
         objects::list(ctx, root, s3, "export_"),
@@ -190,17 +212,7 @@ pub async fn discover(
         .collect()
         .await;
 
-    let mut inventory = assemble(database, &docs, &data, require_success);
-    let files: Vec<(String, u64)> = inventory
-        .tables
-        .iter()
-        .flat_map(|t| t.files.iter().map(|f| (f.key.clone(), f.size)))
-        .collect();
-    let results = footers::read_footers(ctx, root, s3, &files).await;
-    let by_key: BTreeMap<String, Result<Footer, FooterError>> =
-        files.into_iter().map(|(k, _)| k).zip(results).collect();
-    apply_footers(&mut inventory, &by_key);
-    Ok(inventory)
+    Ok(assemble(database, &docs, &data, require_success))
 }
 
 fn unreadable_root(root: &ObjectLocation, err: &str) -> anyhow::Error {

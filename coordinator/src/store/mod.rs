@@ -6,7 +6,7 @@ mod memory;
 mod pg;
 
 pub use memory::MemoryStore;
-pub use pg::{db_message, JobSummary, PgStore, TableSummary};
+pub use pg::{db_message, JobSummary, PgStore, StateDbStatus, TableSummary};
 
 use crate::broker::DeadLetter;
 use crate::job::{ChunkRun, JobRun, JobState};

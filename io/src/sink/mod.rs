@@ -121,3 +121,35 @@ pub async fn put_object(
     }
     writer.finish().await.map(|_| ())
 }
+
+/// Delete one object (`coordinator check`'s write probe). A missing object is not an error.
+pub async fn delete_object(
+    ctx: &Clients,
+    location: &ObjectLocation,
+    s3: &S3Options,
+    key: &str,
+) -> Result<(), TaskError> {
+    match location {
+        ObjectLocation::S3 { bucket, .. } => {
+            let client = ctx.s3(s3).await;
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(location.key(key))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::error::s3_error("DeleteObject", &e))
+        }
+        ObjectLocation::File { root } => {
+            let path = file::resolve(root, key)?;
+            match tokio::fs::remove_file(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::error::io_error(
+                    format_args!("removing {}", path.display()),
+                    &e,
+                )),
+                _ => Ok(()),
+            }
+        }
+    }
+}

@@ -3,9 +3,10 @@
 //! linking and gigabytes of disk. Filter with `cargo test -p pgfleet-tests --test e2e -- NAME`.
 
 mod cli;
+mod cli_check;
 mod cli_help;
-mod cli_validate;
 mod cli_status;
+mod cli_validate;
 mod cloudwatch_backlog;
 mod concurrent_updates;
 mod deploy_files;

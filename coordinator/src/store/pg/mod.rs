@@ -164,6 +164,33 @@ impl PgStore {
         Self::pooled(cfg, tls)
     }
 
+    /// For `coordinator check`: what is at `url`, creating nothing. An error is one line that
+    /// starts with the server tried (`host:port: …`) and never shows a password.
+    pub async fn probe(url: &str) -> Result<StateDbStatus> {
+        let (cfg, tls) = pg_config(url)?;
+        let client = match fleet_io::pg::connect(&cfg, &tls).await {
+            Ok(c) => c,
+            Err(e) if is_missing_database(&e) => return Ok(StateDbStatus::NoDatabase),
+            Err(e) => bail!("{e}"),
+        };
+        let row = client
+            .query_one(
+                "SELECT to_regclass('pgfleet.jobs') IS NOT NULL, current_setting('server_version')",
+                &[],
+            )
+            .await
+            .map_err(|e| anyhow!("reading the state database: {}", db_message(&e)))?;
+        Ok(if row.get(0) {
+            StateDbStatus::Ready {
+                server_version: row.get(1),
+            }
+        } else {
+            StateDbStatus::NoSchema {
+                server_version: row.get(1),
+            }
+        })
+    }
+
     fn pooled(cfg: tokio_postgres::Config, tls: PgTls) -> Result<Self> {
         let listen_config = (cfg.clone(), tls.clone());
         let pool = fleet_io::pg::pool(cfg, tls, 4).context("building the state database pool")?;
@@ -221,6 +248,17 @@ impl PgStore {
         .await?
         .get(0))
     }
+}
+
+/// What [`PgStore::probe`] found on a reachable server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDbStatus {
+    /// The database and its pgfleet schema: `submit`, `status` and `cancel` can use it.
+    Ready { server_version: String },
+    /// The database, without the schema `serve` creates when it starts.
+    NoSchema { server_version: String },
+    /// No such database; `serve` creates it (if its role may) when it starts.
+    NoDatabase,
 }
 
 async fn create_database(cfg: &tokio_postgres::Config, tls: &PgTls) -> Result<()> {
