@@ -73,7 +73,7 @@ pub fn check(text: &str) -> Result<JobSpec, Vec<Problem>> {
         let found = entries(&text);
         let entry = found
             .as_deref()
-            .and_then(|all| e.span().and_then(|s| keyed_entry_at(all, s.start)));
+            .and_then(|all| e.span().and_then(|s| keyed_entry_at(&text, all, s.start)));
         let missing = missing_field(&e).map(|f| {
             let table = entry
                 .filter(|en| is_table(&text, en))
@@ -268,25 +268,38 @@ fn missing_field(e: &toml::de::Error) -> Option<&str> {
         .strip_suffix('`')
 }
 
-/// The innermost entry with a key of its own (a pair or a table, not an array element) whose
-/// text holds `offset`.
-fn keyed_entry_at(entries: &[Entry], offset: usize) -> Option<&Entry> {
+/// The innermost entry with a key of its own (a pair, a table or one `[[table]]`, not an
+/// element of an inline array) whose text holds `offset`.
+fn keyed_entry_at<'a>(text: &str, entries: &'a [Entry], offset: usize) -> Option<&'a Entry> {
     entries
         .iter()
-        .filter(|e| e.key.is_some())
+        .filter(|e| e.key.is_some() || is_array_table(text, e))
         .filter_map(|e| pair_range(e).map(|r| (e, r)))
         .filter(|(_, r)| r.contains(&offset))
         .min_by_key(|(_, r)| r.len())
         .map(|(e, _)| e)
 }
 
-/// A `[table]` (its span starts before its key, at the header) or an inline `{ table }`.
+/// A `[table]` (its span starts before its key, at the header), one `[[table]]` or an inline
+/// `{ table }`.
 fn is_table(text: &str, e: &Entry) -> bool {
-    e.value.as_ref().is_some_and(|v| {
-        let s = text.get(v.clone()).unwrap_or_default();
-        s.starts_with('{')
-            || s.starts_with('[') && e.key.as_ref().is_some_and(|k| k.start > v.start)
-    })
+    is_array_table(text, e)
+        || e.value.as_ref().is_some_and(|v| {
+            let s = text.get(v.clone()).unwrap_or_default();
+            s.starts_with('{')
+                || s.starts_with('[') && e.key.as_ref().is_some_and(|k| k.start > v.start)
+        })
+}
+
+/// One `[[table]]` of an array of tables: a `[[` header at the start of a line.
+fn is_array_table(text: &str, e: &Entry) -> bool {
+    e.key.is_none()
+        && e.value.as_ref().is_some_and(|v| {
+            let before = text.get(..v.start).unwrap_or_default();
+            let line_start =
+                before.is_empty() || before.trim_end_matches([' ', '\t']).ends_with('\n');
+            line_start && text.get(v.clone()).is_some_and(|s| s.starts_with("[["))
+        })
 }
 
 /// Key and value of an entry: what to blank out to remove it.
@@ -431,6 +444,25 @@ s3 = { endpoint = "http://127.0.0.1:9000", force_path_style = true }
             p[2].starts_with("line 13, column 13: output.part_size: "),
             "{}",
             p[2]
+        );
+    }
+
+    #[test]
+    fn problems_in_arrays_of_tables_name_the_element() {
+        let text = format!(
+            "{GOOD}\n[[transform]]\ncolumns = \"*\"\nprefix = \"x-\"\n\n[[transform]]\ncolumns = [\"email\"]\nprefx = 1\n"
+        );
+        let p = problems(&text);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(
+            p[0].starts_with("line 20, column 1: transform[1].prefix: missing"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].starts_with("line 22, column 1: transform[1].prefx: unknown field"),
+            "{}",
+            p[1]
         );
     }
 
