@@ -57,9 +57,11 @@ fn has_flag(help: &str, flag: &str) -> bool {
     })
 }
 
-/// `NAME` is documented as the environment variable of some option (`[env: NAME=…]`).
+/// `NAME` is documented as the environment variable of some option (`[env: NAME=…]`, which
+/// help wrapped to the terminal may break across lines).
 fn has_env(help: &str, name: &str) -> bool {
-    help.contains(&format!("[env: {name}=")) || help.contains(&format!("[env: {name}]"))
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    flat.contains(&format!("[env: {name}=")) || flat.contains(&format!("[env: {name}]"))
 }
 
 /// Check one invocation of a pgfleet binary and the PGFLEET_* variables given to it.

@@ -775,7 +775,11 @@ async fn metrics_endpoints_are_loopback_by_default_and_need_a_token_elsewhere() 
             .args(&args)
             .arg("--help")
             .output()?;
-        let help = String::from_utf8_lossy(&out.stdout);
+        // Help wraps to the terminal: compare with line breaks and indents flattened.
+        let help = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         assert!(
             help.contains(&format!("[default: {default}]")),
             "{binary}: {help}"
