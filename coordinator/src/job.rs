@@ -4,6 +4,7 @@
 use crate::export::plan::TablePlan;
 use crate::restore::target::{ForeignKey, OwnedSequence, SecondaryIndex};
 use protocol::layout;
+use protocol::proof::PartProof;
 use protocol::spec::{ExportSpec, RestoreSpec};
 use protocol::{
     parse_task_id, ChunkRange, JobSpec, Outcome, OutputFormat, QualifiedName, RestoreColumn,
@@ -96,6 +97,8 @@ pub struct ChunkRun {
     pub attempt: u32,
     pub rows: u64,
     pub bytes: u64,
+    /// Export parts: checksum and fingerprint, as the worker reported them.
+    pub proof: PartProof,
     pub worker: Option<String>,
     pub last_error: Option<String>,
     pub not_before: Option<SystemTime>,
@@ -340,6 +343,7 @@ impl JobRun {
                     attempt: 0,
                     rows: 0,
                     bytes: 0,
+                    proof: PartProof::default(),
                     worker: None,
                     last_error: None,
                     not_before: None,
@@ -497,10 +501,13 @@ impl JobRun {
         }
         match &result.outcome {
             // Any attempt's success is complete: the object was written whole under its key.
-            Outcome::Succeeded { rows, bytes, .. } => {
+            Outcome::Succeeded {
+                rows, bytes, proof, ..
+            } => {
                 chunk.state = ChunkState::Done;
                 chunk.rows = *rows;
                 chunk.bytes = *bytes;
+                chunk.proof = *proof;
                 chunk.worker = Some(result.worker.clone());
                 chunk.last_error = None;
                 Applied::Done { chunk: chunk_id }
@@ -563,41 +570,6 @@ impl JobRun {
     /// Rows done for one table.
     pub fn table_rows(&self, table_idx: u32) -> u64 {
         self.table_chunks(table_idx).map(|c| c.rows).sum()
-    }
-
-    /// `_manifest.json` of an export table.
-    pub fn manifest(&self, table_idx: u32) -> serde_json::Value {
-        let t = &self.tables[table_idx as usize];
-        let TableWork::Export(plan) = &t.work else {
-            return serde_json::Value::Null;
-        };
-        let Some(spec) = self.export_spec() else {
-            return serde_json::Value::Null;
-        };
-        let location = spec.output.location().ok();
-        let objects: Vec<_> = self
-            .table_chunks(table_idx)
-            .map(|c| {
-                let key = self.part_key(c);
-                serde_json::json!({
-                    "key": location.as_ref().map(|l| l.key(&key)).unwrap_or(key),
-                    "rows": c.rows,
-                    "bytes": c.bytes,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "pgfleet_manifest_version": 1,
-            "job_id": self.id,
-            "job_name": spec.name,
-            "table": { "schema": plan.table.schema, "name": plan.table.name },
-            "format": spec.output.format,
-            "header": true,
-            "columns": plan.columns,
-            "rows": self.table_chunks(table_idx).map(|c| c.rows).sum::<u64>(),
-            "bytes": self.table_chunks(table_idx).map(|c| c.bytes).sum::<u64>(),
-            "objects": objects,
-        })
     }
 
     /// The key of an export table's `_manifest.json` (CSV layouts; rds-parquet has none).
@@ -700,10 +672,18 @@ url = "file:///tmp/x/"
     }
 
     fn ok(rows: u64) -> Outcome {
+        let mut fingerprint = protocol::proof::RowFingerprint::default();
+        for r in 0..rows {
+            fingerprint.add_row(format!("{r}\n").as_bytes());
+        }
         Outcome::Succeeded {
             rows,
             bytes: 10,
             key: "k".into(),
+            proof: PartProof {
+                crc32c: Some(0xabcd_0000 + rows as u32),
+                fingerprint: Some(fingerprint),
+            },
         }
     }
 
@@ -822,9 +802,27 @@ url = "file:///tmp/x/"
         assert!(j.tables_ready_to_finalize().is_empty());
         j.apply(&result(1, 1, ok(2)), SystemTime::now(), &p);
         assert_eq!(j.tables_ready_to_finalize(), vec![0]);
-        let m = j.manifest(0);
+        let m = crate::export::manifest::manifest(&j, 0).unwrap();
         assert_eq!(m["rows"], 3);
         assert_eq!(m["objects"][1]["key"], "public.t/part-00001.csv");
+        // Each part's proof as the worker reported it, the COPY it ran, and the table's
+        // fingerprint as the sum of its parts'.
+        assert_eq!(m["objects"][0]["crc32c"], "abcd0001");
+        assert_eq!(m["objects"][1]["fingerprint"]["rows"], 2);
+        let q = m["objects"][1]["source_query"].as_str().unwrap();
+        assert!(
+            q.starts_with("COPY (SELECT") && q.ends_with("TO STDOUT (FORMAT csv)"),
+            "{q}"
+        );
+        let Outcome::Succeeded { proof: p1, .. } = ok(1) else {
+            unreachable!()
+        };
+        let Outcome::Succeeded { proof: p2, .. } = ok(2) else {
+            unreachable!()
+        };
+        let both = p1.fingerprint.unwrap().combine(p2.fingerprint.unwrap());
+        assert_eq!(m["fingerprint"], serde_json::to_value(both).unwrap());
+        assert_eq!(m["proof"]["object_checksum"], "crc32c");
         assert_eq!(j.manifest_key(0), "public.t/_manifest.json");
         assert_eq!(j.success_key(0), "public.t/_SUCCESS");
     }

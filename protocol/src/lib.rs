@@ -2,13 +2,14 @@
 //!
 //! Everything here is plain data plus pure functions: job specs (TOML), task and result
 //! messages (JSON, versioned), queue names, object-store locations and the key layouts inside
-//! them, the RDS export's type mapping, and table selection. No I/O, so both sides
+//! them, the RDS export's type mapping, table selection, and what proves an export part. No I/O, so both sides
 //! and the tests can depend on it without pulling in a runtime.
 
 pub mod ident;
 pub mod layout;
 pub mod location;
 pub mod message;
+pub mod proof;
 pub mod rds_types;
 pub mod select;
 pub mod size;

@@ -297,6 +297,10 @@ pub enum Outcome {
         rows: u64,
         bytes: u64,
         key: String,
+        /// Export parts: the object's checksum and the rows' fingerprint (absent for restores,
+        /// and from workers older than these fields).
+        #[serde(default, skip_serializing_if = "crate::proof::PartProof::is_empty")]
+        proof: crate::proof::PartProof,
     },
     Failed {
         error: String,

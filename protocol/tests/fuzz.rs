@@ -654,8 +654,25 @@ fn task_envelope() -> impl Strategy<Value = TaskEnvelope> {
 
 fn result_envelope() -> impl Strategy<Value = ResultEnvelope> {
     let outcome = prop_oneof![
-        (any::<u64>(), any::<u64>(), any::<String>())
-            .prop_map(|(rows, bytes, key)| Outcome::Succeeded { rows, bytes, key }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<String>(),
+            any::<Option<u32>>(),
+            any::<Option<(u64, u64)>>()
+        )
+            .prop_map(
+                |(rows, bytes, key, crc32c, fingerprint)| Outcome::Succeeded {
+                    rows,
+                    bytes,
+                    key,
+                    proof: protocol::proof::PartProof {
+                        crc32c,
+                        fingerprint: fingerprint
+                            .map(|(rows, sum)| protocol::proof::RowFingerprint { rows, sum }),
+                    },
+                }
+            ),
         (any::<String>(), any::<bool>())
             .prop_map(|(error, retryable)| Outcome::Failed { error, retryable }),
     ];

@@ -103,6 +103,26 @@ pub async fn check_table(
                 data.len()
             );
         }
+        // The proof the manifest records: CRC32C of the object as stored, and a fingerprint
+        // of as many rows as the part holds (none when a redelivered task found its part
+        // already written and did not read the source again).
+        let crc = format!("{:08x}", crc32c::crc32c(&data));
+        if o["crc32c"].as_str() != Some(crc.as_str()) {
+            bail!("{key}: manifest crc32c {}, object's {crc}", o["crc32c"]);
+        }
+        if !o["fingerprint"].is_null() && o["fingerprint"]["rows"] != o["rows"] {
+            bail!(
+                "{key}: fingerprint {} for {} rows",
+                o["fingerprint"],
+                o["rows"]
+            );
+        }
+        if !o["source_query"]
+            .as_str()
+            .is_some_and(|q| q.starts_with("COPY (SELECT "))
+        {
+            bail!("{key}: no source_query");
+        }
         if gzip {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut out)?;

@@ -33,6 +33,7 @@ pub async fn execute(ctx: &Clients, envelope: &TaskEnvelope) -> ResultEnvelope {
                 rows: stats.rows,
                 bytes: stats.bytes,
                 key,
+                proof: stats.proof,
             }
         }
         Err(e) => {

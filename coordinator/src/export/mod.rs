@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod chunking;
 pub mod key;
+pub mod manifest;
 pub mod plan;
 pub mod source;
 
@@ -105,7 +106,7 @@ pub async fn finalize_table(ctx: &Clients, job: &JobRun, table_idx: u32) -> Resu
         vec![
             (
                 job.manifest_key(table_idx),
-                serde_json::to_vec_pretty(&job.manifest(table_idx))?,
+                serde_json::to_vec_pretty(&manifest::manifest(job, table_idx)?)?,
                 "application/json",
             ),
             (job.success_key(table_idx), Vec::new(), "text/plain"),

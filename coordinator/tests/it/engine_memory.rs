@@ -101,6 +101,7 @@ fn succeeded(task: &TaskEnvelope, rows: u64) -> Outcome {
         rows,
         bytes: rows * 10,
         key: chunk.output.key.clone(),
+        proof: Default::default(),
     }
 }
 

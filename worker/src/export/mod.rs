@@ -22,6 +22,7 @@ use encoder::FormatEncoder;
 use fleet_io::clients::Clients;
 use fleet_io::error::TaskError;
 use fleet_io::sink::{object_url, ObjectWriter, WriterOptions};
+use protocol::proof::PartProof;
 use protocol::ExportChunk;
 
 pub use sql::{copy_query, copy_query_as, range_predicate, validate_snapshot_id, CopyFormat};
@@ -35,6 +36,14 @@ pub struct ChunkStats {
     pub rows: u64,
     /// Bytes of the object as stored (after gzip).
     pub bytes: u64,
+    /// The object's checksum and the source rows' fingerprint.
+    pub proof: PartProof,
+}
+
+/// The COPY a task runs on its source: what its rows' fingerprint covers, and what
+/// `coordinator verify --source` runs again to recompute it.
+pub fn source_query(task: &ExportChunk) -> Result<String, TaskError> {
+    copy_query_as(task, FormatEncoder::copy_format(task.output.format))
 }
 
 /// Run one export task. Errors name the table and the object and say whether a retry can help.
@@ -73,7 +82,7 @@ async fn run(
     task_id: Option<&str>,
 ) -> Result<ChunkStats, TaskError> {
     // Everything that can be checked without I/O first: a bad task never opens anything.
-    let query = copy_query_as(task, FormatEncoder::copy_format(task.output.format))?;
+    let query = source_query(task)?;
     if let Some(id) = &task.snapshot {
         validate_snapshot_id(id)?;
     }
@@ -104,9 +113,16 @@ async fn run(
     .await?;
     let streamed = stream::stream_chunk(ctx, task, &query, encoder, &mut writer).await;
     match streamed {
-        Ok(rows) => {
-            let bytes = writer.finish().await?;
-            Ok(ChunkStats { rows, bytes })
+        Ok((rows, fingerprint)) => {
+            let written = writer.finish().await?;
+            Ok(ChunkStats {
+                rows,
+                bytes: written.bytes,
+                proof: PartProof {
+                    crc32c: Some(written.checksum.value()),
+                    fingerprint: Some(fingerprint),
+                },
+            })
         }
         Err(e) => {
             writer.abort().await;

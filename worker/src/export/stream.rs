@@ -16,6 +16,7 @@ use fleet_io::clients::Clients;
 use fleet_io::error::{pg_error, TaskError};
 use fleet_io::sink::ObjectWriter;
 use futures::Stream;
+use protocol::proof::RowFingerprint;
 use protocol::ExportChunk;
 use std::future::poll_fn;
 use std::pin::{pin, Pin};
@@ -27,14 +28,14 @@ use std::time::Instant;
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// Stream the chunk through `encoder` into `writer` (all parts written, not yet finished);
-/// returns the row count.
+/// returns the row count and the fingerprint of the rows as the source sent them.
 pub(super) async fn stream_chunk(
     ctx: &Clients,
     task: &ExportChunk,
     query: &str,
     mut encoder: FormatEncoder,
     writer: &mut ObjectWriter,
-) -> Result<u64, TaskError> {
+) -> Result<(u64, RowFingerprint), TaskError> {
     let mut session = source::begin(ctx, task).await?;
     if let Some((statements, what)) = encoder.session_settings() {
         session.setup(statements, what).await?;
@@ -48,9 +49,10 @@ pub(super) async fn stream_chunk(
     };
     let mut stream = pin!(stream);
     let mut parts = Vec::new();
+    let mut fingerprint = RowFingerprint::default();
     loop {
         let waited = Instant::now();
-        let batch = read_batch(stream.as_mut(), &mut encoder).await;
+        let batch = read_batch(stream.as_mut(), &mut encoder, &mut fingerprint).await;
         crate::metrics::phase("export", "source", waited);
         let ended = match batch {
             Ok(ended) => ended,
@@ -88,7 +90,7 @@ pub(super) async fn stream_chunk(
     for part in encoder.finish().await? {
         writer.write_part(part).await?;
     }
-    Ok(rows)
+    Ok((rows, fingerprint))
 }
 
 enum ReadError {
@@ -98,12 +100,13 @@ enum ReadError {
     Data(TaskError),
 }
 
-/// Feed every COPY message that is already buffered (up to `BATCH_BYTES`) to the encoder,
-/// waiting only when none is; stop early when the encoder is full. Returns true at the end of
-/// the COPY.
+/// Feed every COPY message that is already buffered (up to `BATCH_BYTES`) to the encoder and
+/// the fingerprint (one message is one row), waiting only when none is; stop early when the
+/// encoder is full. Returns true at the end of the COPY.
 async fn read_batch<S>(
     mut stream: Pin<&mut S>,
     encoder: &mut FormatEncoder,
+    fingerprint: &mut RowFingerprint,
 ) -> Result<bool, ReadError>
 where
     S: Stream<Item = Result<Bytes, tokio_postgres::Error>>,
@@ -116,6 +119,7 @@ where
         match stream.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(data))) => {
                 taken += data.len();
+                fingerprint.add_row(&data);
                 encoder.feed(data).map_err(ReadError::Data)?;
                 if encoder.is_full() || taken >= BATCH_BYTES {
                     return Poll::Ready(Ok(false));

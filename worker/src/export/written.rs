@@ -13,6 +13,7 @@ use fleet_io::clients::Clients;
 use fleet_io::error::TaskError;
 use memchr::memchr2_iter;
 use parquet::file::metadata::ParquetMetaDataReader;
+use protocol::proof::{ObjectChecksum, PartProof};
 use protocol::{ExportChunk, ObjectLocation, OutputFormat};
 use std::io::Write;
 
@@ -47,25 +48,35 @@ pub async fn already_written(
         return Ok(None);
     }
     let bytes = u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0);
-    let rows = match task.output.format {
-        OutputFormat::RdsParquet => parquet_rows(ctx, task, bytes).await?,
+    // The source was not read this time: no fingerprint. A CSV part is read whole anyway, so
+    // its checksum comes along; a Parquet part's footer alone gives its rows.
+    let (rows, crc32c) = match task.output.format {
+        OutputFormat::RdsParquet => (parquet_rows(ctx, task, bytes).await?, None),
         OutputFormat::Csv => csv_rows(&client, bucket, &key, false).await?,
         OutputFormat::CsvGz => csv_rows(&client, bucket, &key, true).await?,
     };
-    Ok(Some(ChunkStats { rows, bytes }))
+    Ok(Some(ChunkStats {
+        rows,
+        bytes,
+        proof: PartProof {
+            crc32c,
+            fingerprint: None,
+        },
+    }))
 }
 
 fn read_error(e: impl std::fmt::Display) -> TaskError {
     TaskError::retryable(format!("reading the earlier copy of the part: {e}"))
 }
 
-/// Data rows of a CSV part (header excluded), streamed: the object is never held whole.
+/// Data rows of a CSV part (header excluded) and the part's checksum, streamed: the object is
+/// never held whole.
 async fn csv_rows(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     gzip: bool,
-) -> Result<u64, TaskError> {
+) -> Result<(u64, Option<u32>), TaskError> {
     let out = client
         .get_object()
         .bucket(bucket)
@@ -78,6 +89,7 @@ async fn csv_rows(
     let mut gunzip = gzip.then(|| flate2::write::MultiGzDecoder::new(RecordCounter::default()));
     // The SDK's timeouts end at the response head: bound every wait for more of the body.
     let idle = fleet_io::clients::s3_attempt_timeout();
+    let mut checksum = ObjectChecksum::default();
     loop {
         let next = tokio::time::timeout(idle, body.try_next())
             .await
@@ -85,6 +97,7 @@ async fn csv_rows(
         let Some(chunk) = next.map_err(read_error)? else {
             break;
         };
+        checksum.add(&chunk);
         match &mut gunzip {
             Some(d) => d.write_all(&chunk).map_err(read_error)?,
             None => counter.feed(&chunk),
@@ -94,7 +107,7 @@ async fn csv_rows(
         counter = d.finish().map_err(read_error)?;
     }
     // Every record, the header included, ends with a newline outside quotes.
-    Ok(counter.records.saturating_sub(1))
+    Ok((counter.records.saturating_sub(1), Some(checksum.value())))
 }
 
 /// Counts CSV records: newlines outside quoted fields. A doubled quote inside a quoted field

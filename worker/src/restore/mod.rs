@@ -120,6 +120,7 @@ async fn run(ctx: &Clients, task: &RestoreFile) -> Result<ChunkStats, TaskError>
     Ok(ChunkStats {
         rows,
         bytes: bytes_read.load(Ordering::Relaxed),
+        ..ChunkStats::default()
     })
 }
 
@@ -153,7 +154,10 @@ fn already_loaded(
                 task.ledger.piece
             ))
         })?;
-    Ok(ChunkStats { rows, bytes: 0 })
+    Ok(ChunkStats {
+        rows,
+        ..ChunkStats::default()
+    })
 }
 
 fn ledger_error(e: &tokio_postgres::Error) -> TaskError {

@@ -207,6 +207,18 @@ async fn chunk_ranges(db: &ScratchDb, kind: Ranges) -> Vec<ChunkRange> {
 }
 
 /// Export the whole table in two chunks and check every row came back exactly.
+/// Every message of the COPY `query`, fingerprinted as `protocol::proof` says.
+async fn copy_fingerprint(db: &ScratchDb, query: &str) -> protocol::proof::RowFingerprint {
+    use futures::TryStreamExt;
+    let stream = db.client.copy_out(query).await.expect("copy out");
+    let messages: Vec<bytes::Bytes> = stream.try_collect().await.expect("copy rows");
+    let mut f = protocol::proof::RowFingerprint::default();
+    for m in &messages {
+        f.add_row(m);
+    }
+    f
+}
+
 async fn round_trip(format: OutputFormat, sink: Sink, ranges: Ranges) {
     let db = ScratchDb::create().await;
     create_table(&db).await;
@@ -281,6 +293,18 @@ async fn round_trip(format: OutputFormat, sink: Sink, ranges: Ranges) {
             None => std::fs::read(file_root.join(&key)).expect("read exported file"),
         };
         assert_eq!(stats.bytes, body.len() as u64, "bytes = stored object size");
+        // The proof: CRC32C of the stored bytes (across every multipart part), and the
+        // fingerprint of the rows a COPY of this chunk returns, read here on our own session.
+        assert_eq!(
+            stats.proof.crc32c,
+            Some(crc32c::crc32c(&body)),
+            "crc32c of the object"
+        );
+        assert_eq!(
+            stats.proof.fingerprint,
+            Some(copy_fingerprint(&db, &worker::export::source_query(&t).unwrap()).await),
+            "fingerprint of the source rows"
+        );
         let rows = parse_object(&body, format);
         assert_eq!(stats.rows, rows.len() as u64);
         most_parts = most_parts.max(stats.bytes.div_ceil(MIN_PART));
@@ -398,7 +422,19 @@ async fn empty_chunk_is_header_only_and_null_key_range_works() {
         OutputFormat::Csv,
     );
     let stats = export_chunk(&ctx, &empty).await.expect("empty export");
-    assert_eq!(stats, ChunkStats { rows: 0, bytes: 5 });
+    let mut header = protocol::proof::ObjectChecksum::default();
+    header.add(b"id,v\n");
+    assert_eq!(
+        stats,
+        ChunkStats {
+            rows: 0,
+            bytes: 5,
+            proof: protocol::proof::PartProof {
+                crc32c: Some(header.value()),
+                fingerprint: Some(Default::default()),
+            },
+        }
+    );
     assert_eq!(get_object(&s3, &bucket, "empty.csv").await, b"id,v\n");
 
     let nulls = task(

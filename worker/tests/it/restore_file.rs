@@ -720,7 +720,7 @@ async fn redelivered_task_loads_once() {
         second,
         ChunkStats {
             rows: 3000,
-            bytes: 0
+            ..ChunkStats::default()
         }
     );
     assert_eq!(count(&db, &table).await, 3000);

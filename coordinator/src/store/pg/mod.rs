@@ -73,6 +73,8 @@ CREATE TABLE IF NOT EXISTS pgfleet.results (
     received_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS results_job_idx ON pgfleet.results (job_id);
+-- Export parts: the object's CRC32C and the source rows' fingerprint (protocol::proof).
+ALTER TABLE pgfleet.chunks ADD COLUMN IF NOT EXISTS proof jsonb;
 CREATE TABLE IF NOT EXISTS pgfleet.dead_letters (
     id          bigserial PRIMARY KEY,
     reason      text NOT NULL,

@@ -65,7 +65,7 @@ impl PgStore {
         let c = self.client().await?;
         c.execute(
             "UPDATE pgfleet.chunks SET state = $3, attempt = $4, rows = $5, bytes = $6, worker = $7,
-                    last_error = $8, not_before = $9, updated_at = now()
+                    last_error = $8, not_before = $9, proof = $10, updated_at = now()
              WHERE job_id = $1 AND chunk_id = $2",
             &[
                 &job_id,
@@ -77,6 +77,9 @@ impl PgStore {
                 &ch.worker,
                 &ch.last_error,
                 &ch.not_before,
+                &(!ch.proof.is_empty())
+                    .then(|| serde_json::to_value(ch.proof))
+                    .transpose()?,
             ],
         )
         .await?;
@@ -188,7 +191,7 @@ impl PgStore {
                 .collect::<Result<Vec<_>>>()?;
             let chunks = c
                 .query(
-                    "SELECT chunk_id, table_idx, seq, range, state, attempt, rows, bytes, worker, last_error, not_before
+                    "SELECT chunk_id, table_idx, seq, range, state, attempt, rows, bytes, worker, last_error, not_before, proof
                      FROM pgfleet.chunks WHERE job_id = $1 ORDER BY chunk_id",
                     &[&id],
                 )
@@ -207,6 +210,11 @@ impl PgStore {
                         worker: r.get(8),
                         last_error: r.get(9),
                         not_before: r.get::<_, Option<SystemTime>>(10),
+                        proof: r
+                            .get::<_, Option<serde_json::Value>>(11)
+                            .map(serde_json::from_value)
+                            .transpose()?
+                            .unwrap_or_default(),
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
