@@ -196,8 +196,9 @@ pub fn io_error(what: impl fmt::Display, err: &std::io::Error) -> TaskError {
     }
 }
 
-/// An error and its sources on one line: tokio-postgres puts the useful part in `source()`.
-fn chain(err: &dyn std::error::Error) -> String {
+/// An error and its sources on one line: tokio-postgres and lapin put the useful part in
+/// `source()`.
+pub fn chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -229,11 +229,11 @@ async fn rabbitmq(url: &str, limit: Duration) -> Line {
     let check = async {
         let conn = match amqp::connect(url, "pgfleet-check").await {
             Ok(c) => c,
-            Err(e) => return fail(amqp_failure(&error_chain(&e))),
+            Err(e) => return fail(amqp_failure(&fleet_io::error::chain(&e))),
         };
         let outcome = match conn.create_channel().await {
             Ok(_) => ok("connected, channel opened"),
-            Err(e) => fail(amqp_failure(&error_chain(&e))),
+            Err(e) => fail(amqp_failure(&fleet_io::error::chain(&e))),
         };
         let _ = conn.close(200, "coordinator check done".into()).await;
         outcome
@@ -669,20 +669,6 @@ fn network_cause(text: &str) -> Option<&'static str> {
         .map(|(_, cause)| *cause)
 }
 
-/// An error and its sources on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
