@@ -125,6 +125,8 @@ const S3_FATAL_CODES: &[&str] = &[
 
 /// S3 error codes that are transient even when the status code says otherwise.
 const S3_RETRYABLE_CODES: &[&str] = &[
+    // The body arrived damaged (its checksum did not match): sending it again can help.
+    "BadDigest",
     "SlowDown",
     "Throttling",
     "ThrottlingException",

@@ -256,7 +256,7 @@ impl OutputFormat {
 }
 
 /// S3 client settings that are not secrets (keys come from the default credential chain).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct S3Options {
     /// Custom endpoint for S3-compatible servers, e.g. `http://127.0.0.1:9000`.
     pub endpoint: Option<String>,
@@ -264,6 +264,26 @@ pub struct S3Options {
     /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible servers.
     #[serde(default)]
     pub force_path_style: bool,
+    /// Send each upload's CRC32C (per part, and of the whole object for multipart uploads) so
+    /// the server rejects a body that arrives damaged. Off only for servers that refuse the
+    /// checksum headers.
+    #[serde(default = "checksums_on")]
+    pub checksums: bool,
+}
+
+fn checksums_on() -> bool {
+    true
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            force_path_style: false,
+            checksums: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

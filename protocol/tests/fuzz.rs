@@ -508,13 +508,20 @@ fn location() -> impl Strategy<Value = ObjectLocation> {
 }
 
 fn s3_options() -> impl Strategy<Value = S3Options> {
-    (opt(any::<String>()), opt(any::<String>()), any::<bool>()).prop_map(
-        |(endpoint, region, force_path_style)| S3Options {
-            endpoint,
-            region,
-            force_path_style,
-        },
+    (
+        opt(any::<String>()),
+        opt(any::<String>()),
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(endpoint, region, force_path_style, checksums)| S3Options {
+                endpoint,
+                region,
+                force_path_style,
+                checksums,
+            },
+        )
 }
 
 fn table() -> impl Strategy<Value = QualifiedName> {

@@ -105,6 +105,10 @@ pub enum Fault {
     /// Forwarded; half the body (or nothing, for an empty one), then nothing for `stall_for`,
     /// then a reset.
     StallMidResponse,
+    /// Forwarded with one byte of the request body flipped, as a bad NIC or middlebox would:
+    /// the signature still holds (payloads are UNSIGNED-PAYLOAD), so only a checksum the
+    /// server checks can catch it. Not in [`ALL_FAULTS`].
+    CorruptBody,
 }
 
 pub const ALL_FAULTS: [Fault; 6] = [
@@ -123,6 +127,8 @@ pub struct Rule {
     pub fault: Fault,
     pub probability: f64,
     pub ops: Vec<Op>,
+    /// Only requests whose object key contains this (every key when `None`).
+    pub key_contains: Option<String>,
 }
 
 /// What to do to requests. Rules are tried in order against one roll in [0, 1): the
@@ -154,7 +160,23 @@ impl FaultPlan {
             fault,
             probability,
             ops: ops.to_vec(),
+            key_contains: None,
         });
+        self
+    }
+
+    /// [`FaultPlan::rule`] for objects whose key contains `needle` only.
+    pub fn rule_for_keys(
+        mut self,
+        fault: Fault,
+        probability: f64,
+        ops: &[Op],
+        needle: &str,
+    ) -> Self {
+        self = self.rule(fault, probability, ops);
+        if let Some(r) = self.rules.last_mut() {
+            r.key_contains = Some(needle.to_string());
+        }
         self
     }
 
@@ -163,10 +185,11 @@ impl FaultPlan {
         self
     }
 
-    fn pick(&self, op: Op, roll: f64) -> Option<Fault> {
+    fn pick(&self, op: Op, key: &str, roll: f64) -> Option<Fault> {
         let mut acc = 0.0;
         for r in &self.rules {
-            if r.ops.is_empty() || r.ops.contains(&op) {
+            let key_ok = r.key_contains.as_deref().is_none_or(|k| key.contains(k));
+            if (r.ops.is_empty() || r.ops.contains(&op)) && key_ok {
                 acc += r.probability;
                 if roll < acc {
                     return Some(r.fault);
@@ -474,8 +497,16 @@ async fn handle(
             reset.store(true, Ordering::Relaxed);
             return Err("injected fault: stalled, then reset".into());
         }
-        Some(Fault::ResetMidResponse | Fault::StallMidResponse) | None => {}
+        Some(Fault::ResetMidResponse | Fault::StallMidResponse | Fault::CorruptBody) | None => {}
     }
+    let body = if fault == Some(Fault::CorruptBody) && !body.is_empty() {
+        let mut damaged = body.to_vec();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x20;
+        Bytes::from(damaged)
+    } else {
+        body
+    };
 
     let (head, rbody) = match forward(&shared.upstream, Request::from_parts(parts, body)).await {
         Ok(r) => r,
@@ -544,7 +575,7 @@ fn decide(shared: &Shared, t: &Target) -> (Option<Fault>, Duration) {
     };
     let h = splitmix64(st.plan.seed ^ fnv1a(t.identity.as_bytes()) ^ splitmix64(ordinal));
     let roll = (h >> 11) as f64 / (1u64 << 53) as f64;
-    let fault = st.plan.pick(t.op, roll);
+    let fault = st.plan.pick(t.op, &t.key, roll);
     if let Some(f) = fault {
         *st.stats.faults.entry((t.op, f)).or_default() += 1;
     }
@@ -860,10 +891,16 @@ mod tests {
             0.2,
             &[Op::UploadPart],
         );
-        assert_eq!(plan.pick(Op::UploadPart, 0.05), Some(Fault::SlowDown));
-        assert_eq!(plan.pick(Op::UploadPart, 0.25), Some(Fault::Reset));
-        assert_eq!(plan.pick(Op::UploadPart, 0.35), None);
-        assert_eq!(plan.pick(Op::GetObject, 0.15), None);
+        assert_eq!(plan.pick(Op::UploadPart, "k", 0.05), Some(Fault::SlowDown));
+        assert_eq!(plan.pick(Op::UploadPart, "k", 0.25), Some(Fault::Reset));
+        assert_eq!(plan.pick(Op::UploadPart, "k", 0.35), None);
+        assert_eq!(plan.pick(Op::GetObject, "k", 0.15), None);
+        let parts = FaultPlan::seeded(1).rule_for_keys(Fault::CorruptBody, 0.5, &[], "/part-");
+        assert_eq!(
+            parts.pick(Op::PutObject, "t/part-00001.csv", 0.1),
+            Some(Fault::CorruptBody)
+        );
+        assert_eq!(parts.pick(Op::PutObject, "t/_manifest.json", 0.1), None);
     }
 
     #[test]

@@ -39,6 +39,7 @@ impl Env {
                 endpoint: Some(pgfleet_tests::s3_endpoint()),
                 region: Some("us-east-1".into()),
                 force_path_style: true,
+                ..S3Options::default()
             },
             dir,
         }

@@ -7,9 +7,10 @@
 use crate::error::{s3_error, TaskError};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use protocol::proof::ObjectChecksum;
 use std::sync::OnceLock;
 use tokio::task::JoinSet;
 
@@ -28,8 +29,13 @@ pub struct S3Writer {
     key: String,
     content_type: String,
     window: usize,
-    /// The first part, held back until a second one shows the object needs multipart.
-    first: Option<Bytes>,
+    /// The first part and its CRC32C, held back until a second one shows the object needs
+    /// multipart.
+    first: Option<(Bytes, ObjectChecksum)>,
+    /// Send CRC32Cs for the server to check (per part, and the whole object's at the end).
+    checksums: bool,
+    /// Of every part so far: the full-object checksum multipart completion states.
+    whole: ObjectChecksum,
     upload_id: Option<String>,
     next_part_number: i32,
     in_flight: JoinSet<Result<CompletedPart, TaskError>>,
@@ -56,6 +62,8 @@ impl S3Writer {
             content_type,
             window: window.max(1),
             first: None,
+            checksums: true,
+            whole: ObjectChecksum::default(),
             upload_id: None,
             next_part_number: 1,
             in_flight: JoinSet::new(),
@@ -72,6 +80,17 @@ impl S3Writer {
         self
     }
 
+    /// Whether to send checksums (S3Options::checksums).
+    pub fn with_checksums(mut self, on: bool) -> Self {
+        self.checksums = on;
+        self
+    }
+
+    /// The header value for `crc`, when checksums are on.
+    fn checksum(&self, crc: ObjectChecksum) -> Option<String> {
+        self.checksums.then(|| crc.to_base64())
+    }
+
     fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
         let id = self.task_id.clone()?;
         Some([(super::TASK_METADATA.to_string(), id)].into())
@@ -81,21 +100,22 @@ impl S3Writer {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
-    pub async fn write_part(&mut self, part: Bytes) -> Result<(), TaskError> {
+    /// Append `part`, whose CRC32C is `crc`.
+    pub async fn write_part(&mut self, part: Bytes, crc: ObjectChecksum) -> Result<(), TaskError> {
         self.bytes += part.len() as u64;
         if self.upload_id.is_none() {
             match self.first.take() {
                 None => {
-                    self.first = Some(part);
+                    self.first = Some((part, crc));
                     return Ok(());
                 }
-                Some(first) => {
+                Some((first, first_crc)) => {
                     self.start_multipart().await?;
-                    self.upload(first).await?;
+                    self.upload(first, first_crc).await?;
                 }
             }
         }
-        self.upload(part).await
+        self.upload(part, crc).await
     }
 
     pub async fn finish(mut self) -> Result<u64, TaskError> {
@@ -120,13 +140,14 @@ impl S3Writer {
     }
 
     async fn put_whole(&mut self) -> Result<(), TaskError> {
-        let body = self.first.take().unwrap_or_default();
+        let (body, crc) = self.first.take().unwrap_or_default();
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(&self.key)
             .content_type(&self.content_type)
             .set_metadata(self.metadata())
+            .set_checksum_crc32_c(self.checksum(crc))
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
@@ -144,6 +165,8 @@ impl S3Writer {
             .key(&self.key)
             .content_type(&self.content_type)
             .set_metadata(self.metadata())
+            .set_checksum_algorithm(self.checksums.then_some(ChecksumAlgorithm::Crc32C))
+            .set_checksum_type(self.checksums.then_some(ChecksumType::FullObject))
             .send()
             .await
             .map_err(|e| s3_error("CreateMultipartUpload", &e).context(self.url()))?;
@@ -158,7 +181,7 @@ impl S3Writer {
     }
 
     /// Start uploading one part, first waiting for a free slot in the window.
-    async fn upload(&mut self, part: Bytes) -> Result<(), TaskError> {
+    async fn upload(&mut self, part: Bytes, crc: ObjectChecksum) -> Result<(), TaskError> {
         // Surface failures of finished uploads early rather than after streaming everything.
         while let Some(joined) = self.in_flight.try_join_next() {
             self.collect(joined)?;
@@ -176,6 +199,8 @@ impl S3Writer {
         };
         let number = self.next_part_number;
         self.next_part_number += 1;
+        self.whole.add_piece(crc, part.len());
+        let checksum = self.checksum(crc);
         let request = self
             .client
             .upload_part()
@@ -183,6 +208,7 @@ impl S3Writer {
             .key(&self.key)
             .upload_id(upload_id)
             .part_number(number)
+            .set_checksum_crc32_c(checksum.clone())
             .body(ByteStream::from(part))
             // UNSIGNED-PAYLOAD, as the AWS Java SDK does over HTTPS: SHA-256 of every byte
             // would cost more CPU than the whole transform; TLS protects the payload.
@@ -204,6 +230,7 @@ impl S3Writer {
             Ok(CompletedPart::builder()
                 .part_number(number)
                 .e_tag(etag)
+                .set_checksum_crc32_c(checksum)
                 .build())
         });
         Ok(())
@@ -227,9 +254,9 @@ impl S3Writer {
     }
 
     async fn complete(&mut self, upload_id: &str) -> Result<(), TaskError> {
-        if let Some(last) = self.first.take() {
+        if let Some((last, crc)) = self.first.take() {
             // Unreachable in practice (multipart starts with the first part); stay correct.
-            self.upload(last).await?;
+            self.upload(last, crc).await?;
         }
         while let Some(joined) = self.in_flight.join_next().await {
             self.collect(joined)?;
@@ -241,6 +268,8 @@ impl S3Writer {
             .bucket(&self.bucket)
             .key(&self.key)
             .upload_id(upload_id)
+            .set_checksum_crc32_c(self.checksum(self.whole))
+            .set_checksum_type(self.checksums.then_some(ChecksumType::FullObject))
             .multipart_upload(
                 CompletedMultipartUpload::builder()
                     .set_parts(Some(parts))

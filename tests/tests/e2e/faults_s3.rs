@@ -550,3 +550,84 @@ rows_per_task = 750
     eprintln!("test took {:?}", started.elapsed());
     Ok(())
 }
+
+/// A body damaged on its way to S3 (one byte flipped, the signature intact): with checksums on
+/// (the default) the server rejects it (BadDigest), the worker sends it again and the export
+/// comes out exact; with `checksums = false` the damage is stored, and only the manifest's own
+/// CRC32C shows it. Parts here fit in one PUT: s3s-fs checks PutObject checksums, and not
+/// UploadPart's or a multipart upload's whole-object one (AWS S3 checks all three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_damaged_in_transit_is_rejected_and_sent_again() -> anyhow::Result<()> {
+    set_aws_env();
+    let source = ScratchDb::create("pgfleet_s3_corrupt_").await?;
+    let src = source.client().await?;
+    create_export_source(&src, 4_000).await?;
+    let s3 = s3_client().await;
+    let proxy = S3FaultProxy::start(&s3_endpoint()).await?;
+    let dir = tempdir();
+    for checksums in [true, false] {
+        let bucket = unique("pgfleet-corrupt-");
+        create_bucket(&s3, &bucket).await?;
+        proxy.set_plan(FaultPlan::seeded(seed(7)).rule_for_keys(
+            Fault::CorruptBody,
+            0.5,
+            &[Op::PutObject],
+            "/part-",
+        ));
+        let text = spec(&source.url, &bucket, &proxy.endpoint(), 1_000).replace(
+            "force_path_style = true }",
+            &format!("force_path_style = true, checksums = {checksums} }}"),
+        );
+        let spec_path = dir.join(format!("corrupt-{checksums}.toml"));
+        std::fs::write(&spec_path, text)?;
+        let out = std::process::Command::new(bin("coordinator"))
+            .args(["run", spec_path.to_str().unwrap(), "--workers", "2"])
+            .env("PGFLEET_S3_ATTEMPT_TIMEOUT", ATTEMPT_TIMEOUT_SECS)
+            .env_remove("PGFLEET_LOG_FORMAT")
+            .output()?;
+        let stats = proxy.stats();
+        assert!(
+            out.status.success(),
+            "checksums = {checksums}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stats.faults_of(Fault::CorruptBody) >= 2,
+            "{}",
+            stats.summary()
+        );
+        let objects = Objects::S3 {
+            client: s3.clone(),
+            bucket: bucket.clone(),
+        };
+        let mut checked = Vec::new();
+        for t in export_source_checks() {
+            checked.push(check_table(&objects, "exports/", &src, &t, "x-", false).await);
+        }
+        if checksums {
+            assert!(
+                stats.statuses.get(&400).copied().unwrap_or(0)
+                    >= stats.faults_of(Fault::CorruptBody),
+                "every damaged body refused: {}",
+                stats.summary()
+            );
+            for c in checked {
+                c?;
+            }
+        } else {
+            let damage: Vec<String> = checked
+                .into_iter()
+                .filter_map(|c| c.err().map(|e| e.to_string()))
+                .collect();
+            assert!(
+                damage.iter().any(|e| e.contains("crc32c")),
+                "without checksums the damage is stored and the manifest's CRC32C shows it: {damage:?}"
+            );
+        }
+        proxy.set_plan(FaultPlan::none());
+    }
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+    source.drop().await?;
+    Ok(())
+}

@@ -124,6 +124,7 @@ pub fn s3_options() -> S3Options {
         endpoint: Some(env("PGFLEET_TEST_S3_ENDPOINT")),
         region: None,
         force_path_style: true,
+        ..S3Options::default()
     }
 }
 
