@@ -131,12 +131,28 @@ async fn connect_undriven(
         SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => WireMode::Require,
     };
     config.ssl_mode(wire);
-    match config.connect(tls.clone()).await {
+    // tokio-postgres bounds only the TCP connect by `connect_timeout`; libpq bounds the whole
+    // connection setup. A server that accepts and then says nothing (a hung postmaster, a
+    // proxy with no backend) would otherwise hold a task slot forever.
+    let limit = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(super::DEFAULT_CONNECT_TIMEOUT);
+    let attempt = |config: tokio_postgres::Config| {
+        let tls = tls.clone();
+        async move {
+            tokio::time::timeout(limit, config.connect(tls))
+                .await
+                // "timeout waiting for server": the error tokio-postgres itself uses for this.
+                .unwrap_or_else(|_| Err(tokio_postgres::Error::__private_api_timeout()))
+        }
+    };
+    match attempt(config.clone()).await {
         Ok(pair) => Ok(pair),
         // libpq's `allow`: plain first; if the server refuses that session, TLS.
         Err(e) if mode == SslMode::Allow && e.as_db_error().is_some() => {
             config.ssl_mode(WireMode::Require);
-            config.connect(tls.clone()).await
+            attempt(config).await
         }
         Err(e) => Err(e),
     }

@@ -22,7 +22,7 @@ pub use tls::{PgTls, RootCert, SslMode, TlsSettings};
 const DEFAULT_PORT: u16 = 5432;
 /// Bounds a connect attempt to an unreachable host; libpq waits forever by default, which
 /// would pin a task slot.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where libpq builds look for the server socket when no host is given (Debian, then upstream).
 const SOCKET_DIRS: &[&str] = &["/var/run/postgresql", "/tmp"];
 

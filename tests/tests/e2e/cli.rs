@@ -280,3 +280,38 @@ async fn fatal_errors_follow_the_log_format() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A server that accepts the TCP connection and then says nothing (a hung postmaster, a proxy
+/// without a backend) ends the attempt after the connect timeout, as libpq does, instead of
+/// holding the process forever; the error names the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_times_out_like_libpq() -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    // Accept and hold every connection, never writing a byte.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let dir = tempdir();
+    let spec = export_spec(
+        &dir,
+        &format!("postgresql://reader@127.0.0.1:{port}/shop?connect_timeout=2"),
+    );
+    let started = Instant::now();
+    let out = coordinator(
+        &["plan", spec.to_str().unwrap()],
+        "postgresql://postgres@127.0.0.1:1/x",
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("timeout"),
+        "{err}"
+    );
+    Ok(())
+}
