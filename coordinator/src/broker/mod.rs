@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Something for the engine to record, with a channel to say "recorded, ack it".
 pub enum Inbound {
-    Result(ResultEnvelope, oneshot::Sender<()>),
-    DeadLetter(Box<DeadLetter>, oneshot::Sender<()>),
+    /// The sender says whether the message was recorded (false: recording failed).
+    Result(ResultEnvelope, oneshot::Sender<bool>),
+    DeadLetter(Box<DeadLetter>, oneshot::Sender<bool>),
 }
 
 #[derive(Debug, Clone)]
@@ -173,14 +174,37 @@ async fn forward_result(d: Delivery, inbound: &mpsc::Sender<Inbound>) -> anyhow:
         Ok(result) => {
             let (tx, rx) = oneshot::channel();
             inbound.send(Inbound::Result(result, tx)).await?;
-            // Not recorded (engine stopping): leave unacked so it is redelivered.
-            if rx.await.is_err() {
-                return Ok(());
-            }
+            return settle(&d, rx.await).await;
         }
         Err(e) => tracing::error!(error = %e, "dropping an unreadable result message"),
     }
     d.acker.ack(Default::default()).await?;
+    Ok(())
+}
+
+/// Ack what the engine recorded. What it failed to record goes back to the queue (after a
+/// pause, so a state database that is down is not hammered): left unacked it would sit on
+/// this channel until the connection closed. Engine stopping (no answer): left unacked, so
+/// RabbitMQ redelivers it when the connection closes.
+async fn settle(
+    d: &Delivery,
+    recorded: Result<bool, oneshot::error::RecvError>,
+) -> anyhow::Result<()> {
+    match recorded {
+        Ok(true) => {
+            d.acker.ack(Default::default()).await?;
+        }
+        Ok(false) => {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            d.acker
+                .nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await?;
+        }
+        Err(_) => {}
+    }
     Ok(())
 }
 
@@ -194,10 +218,7 @@ async fn forward_dead_letter(d: Delivery, inbound: &mpsc::Sender<Inbound>) -> an
     inbound
         .send(Inbound::DeadLetter(Box::new(letter), tx))
         .await?;
-    if rx.await.is_ok() {
-        d.acker.ack(Default::default()).await?;
-    }
-    Ok(())
+    settle(&d, rx.await).await
 }
 
 /// The `reason` of the first `x-death` entry RabbitMQ attaches to dead-lettered messages.

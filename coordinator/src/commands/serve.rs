@@ -77,11 +77,11 @@ pub async fn run(
                     Inbound::Result(r, done) => (engine.on_result(&r).await, done),
                     Inbound::DeadLetter(d, done) => (engine.on_dead_letter(&d).await, done),
                 };
-                match outcome {
-                    // Ack only what was recorded; anything else is redelivered.
-                    Ok(()) => { let _ = done.send(()); }
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not record a message; it will be redelivered"),
+                // Ack only what was recorded; anything else goes back to the queue.
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %format!("{e:#}"), "could not record a message; it will be redelivered");
                 }
+                let _ = done.send(outcome.is_ok());
                 // A finished chunk frees a slot in its window: fill it now, not on the next tick.
                 if let Err(e) = engine.pump().await {
                     tracing::debug!(error = %format!("{e:#}"), "pump after a result failed; the tick retries");

@@ -487,9 +487,9 @@ async fn poison_messages_go_to_the_dead_letter_queue() -> anyhow::Result<()> {
 
     // All three reached the dead-letter queue and the coordinator recorded them.
     let state = sc.state.client().await?;
-    wait_until(
+    let recorded = wait_until(
         "3 dead letters recorded",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || async {
             let n: i64 = state
                 .query_one("SELECT count(*) FROM pgfleet.dead_letters", &[])
@@ -498,7 +498,17 @@ async fn poison_messages_go_to_the_dead_letter_queue() -> anyhow::Result<()> {
             Ok(n == 3)
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = recorded {
+        let rows = state
+            .query("SELECT reason, preview FROM pgfleet.dead_letters", &[])
+            .await?;
+        let rows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        anyhow::bail!(
+            "{e}: recorded {rows:?}\ncoordinator log:\n{}",
+            fleet.coordinator.logs()
+        );
+    }
     let (code, out, _) = fleet.coordinator(&["status", "--json"]);
     assert_eq!(code, 0);
     let listed: serde_json::Value = serde_json::from_str(&out)?;
