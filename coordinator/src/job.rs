@@ -572,9 +572,16 @@ impl JobRun {
         self.table_chunks(table_idx).map(|c| c.rows).sum()
     }
 
-    /// The key of an export table's `_manifest.json` (CSV layouts; rds-parquet has none).
+    /// The key of an export table's `_manifest.json`: in the table folder, or in the batch
+    /// folder (beside `_SUCCESS`) for rds-parquet.
     pub fn manifest_key(&self, table_idx: u32) -> String {
-        layout::csv::manifest_key(self.tables[table_idx as usize].name())
+        let table = self.tables[table_idx as usize].name();
+        match self.export_spec().map(|s| s.output.format) {
+            Some(OutputFormat::RdsParquet) => {
+                layout::rds::manifest_key(self.source_database(), table)
+            }
+            _ => layout::csv::manifest_key(table),
+        }
     }
 
     /// The key of an export table's `_SUCCESS` marker: in the table folder, or in the batch

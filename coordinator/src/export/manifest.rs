@@ -1,4 +1,4 @@
-//! `_manifest.json` of a CSV export table: every part with its rows, bytes and proof (the
+//! `_manifest.json` of an exported table (every format): every part with its rows, bytes and proof (the
 //! object's CRC32C, the source rows' fingerprint and the COPY that read them), the columns and
 //! the job. Written before `_SUCCESS`, so a reader that sees `_SUCCESS` can trust it;
 //! `coordinator verify` checks an export against it.
@@ -6,6 +6,7 @@
 use crate::job::{ChunkWork, JobRun, TableWork};
 use anyhow::{anyhow, Result};
 use protocol::proof::{RowFingerprint, OBJECT_CHECKSUM_ALGORITHM, ROW_FINGERPRINT_ALGORITHM};
+use protocol::OutputFormat;
 use serde_json::{json, Value};
 
 /// The manifest of export table `table_idx` (all its chunks done).
@@ -54,7 +55,7 @@ pub fn manifest(job: &JobRun, table_idx: u32) -> Result<Value> {
         "job_name": spec.name,
         "table": { "schema": plan.table.schema, "name": plan.table.name },
         "format": spec.output.format,
-        "header": true,
+        "header": spec.output.format != OutputFormat::RdsParquet,
         "columns": plan.columns,
         "rows": job.table_chunks(table_idx).map(|c| c.rows).sum::<u64>(),
         "bytes": job.table_chunks(table_idx).map(|c| c.bytes).sum::<u64>(),

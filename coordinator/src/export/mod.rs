@@ -92,26 +92,23 @@ pub fn task(
     })
 }
 
-/// Every chunk of a table is done. CSV: `_manifest.json` (every object with rows and bytes,
+/// Every chunk of a table is done: `_manifest.json` (every object with rows, bytes and proof,
 /// the columns, the job), then `_SUCCESS`, so a reader that sees `_SUCCESS` can trust the
-/// manifest. rds-parquet: the batch folder's `_SUCCESS`, as AWS writes it.
+/// manifest. rds-parquet: both in the batch folder, where AWS writes its `_SUCCESS` (AWS
+/// writes no manifest; restores skip it).
 pub async fn finalize_table(ctx: &Clients, job: &JobRun, table_idx: u32) -> Result<()> {
     let Some(spec) = job.export_spec() else {
         return Ok(());
     };
     let location = spec.output.location().map_err(|e| anyhow!(e))?;
-    let files: Vec<(String, Vec<u8>, &str)> = if spec.output.format == OutputFormat::RdsParquet {
-        vec![(job.success_key(table_idx), Vec::new(), "text/plain")]
-    } else {
-        vec![
-            (
-                job.manifest_key(table_idx),
-                serde_json::to_vec_pretty(&manifest::manifest(job, table_idx)?)?,
-                "application/json",
-            ),
-            (job.success_key(table_idx), Vec::new(), "text/plain"),
-        ]
-    };
+    let files: [(String, Vec<u8>, &str); 2] = [
+        (
+            job.manifest_key(table_idx),
+            serde_json::to_vec_pretty(&manifest::manifest(job, table_idx)?)?,
+            "application/json",
+        ),
+        (job.success_key(table_idx), Vec::new(), "text/plain"),
+    ];
     for (key, body, content_type) in files {
         put(
             ctx,

@@ -227,9 +227,9 @@ pub fn is_part_file(key: &str) -> bool {
     name.ends_with(".parquet") && !name.starts_with('.') && !name.starts_with('_')
 }
 
-/// Checksums and similar side files that are silently skipped.
+/// Checksums and similar side files that are silently skipped (pgfleet's own manifest too).
 fn is_ignorable(name: &str) -> bool {
-    name.ends_with(".crc") || name == ".DS_Store"
+    name.ends_with(".crc") || name == ".DS_Store" || name == protocol::layout::MANIFEST
 }
 
 fn examples(keys: &[&str]) -> String {

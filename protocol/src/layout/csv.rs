@@ -9,11 +9,8 @@
 //!
 //! `%` and `/` in names are percent-encoded, so any table maps to exactly one folder and back.
 
-use super::SUCCESS;
+use super::{MANIFEST, SUCCESS};
 use crate::ident::QualifiedName;
-
-/// The manifest of one table: every part with its rows and bytes, the columns, the job.
-pub const MANIFEST: &str = "_manifest.json";
 
 /// The folder of one table: `schema.table/`. `%` and `/` are percent-encoded so that any table
 /// name maps to exactly one folder and back.

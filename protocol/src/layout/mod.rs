@@ -9,5 +9,9 @@
 pub mod csv;
 pub mod rds;
 
+/// The manifest of one exported table (every layout): every part with its rows, bytes and
+/// proof, the columns, the job.
+pub const MANIFEST: &str = "_manifest.json";
+
 /// The empty marker written last into a finished folder (Spark's and AWS's name).
 pub const SUCCESS: &str = "_SUCCESS";

@@ -6,6 +6,7 @@
 //!   export_info_<export_id>.json
 //!   export_tables_info_<export_id>_from_<N>_to_<M>.json
 //!   <database>/<schema>.<table>/1/part-<NNNNN>-<uuid>-c000.gz.parquet
+//!   <database>/<schema>.<table>/1/_manifest.json   (pgfleet's proof, not AWS's; readers skip it)
 //!   <database>/<schema>.<table>/1/_SUCCESS
 //! ```
 //!
@@ -74,6 +75,12 @@ pub fn part_key(database: &str, table: &QualifiedName, seq: u32, job_id: &str) -
         table_prefix(database, table),
         part_uuid(job_id, table)
     )
+}
+
+/// `<database>/<folder>/1/_manifest.json`: pgfleet's manifest of the table (what
+/// `coordinator verify` checks), written before `_SUCCESS`. AWS writes none.
+pub fn manifest_key(database: &str, table: &QualifiedName) -> String {
+    format!("{}{}", table_prefix(database, table), super::MANIFEST)
 }
 
 /// `<database>/<folder>/1/_SUCCESS`.
@@ -227,6 +234,10 @@ mod tests {
         assert_eq!(
             success_key("my db", &t),
             "my_db/sales.Odd__Name___T__x_y/1/_SUCCESS"
+        );
+        assert_eq!(
+            manifest_key("my db", &t),
+            "my_db/sales.Odd__Name___T__x_y/1/_manifest.json"
         );
         let k = part_key("shop", &QualifiedName::new("public", "orders"), 7, "job-1");
         let re = k
