@@ -51,9 +51,17 @@ impl FormatEncoder {
 
     /// Statements to run in the source transaction before COPY, and what they do (for errors).
     pub fn session_settings(&self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Self::Csv(_) => None,
-            Self::RdsParquet(_) => Some((
+        Self::session_settings_of(match self {
+            Self::Csv(_) => OutputFormat::Csv,
+            Self::RdsParquet(_) => OutputFormat::RdsParquet,
+        })
+    }
+
+    /// [`FormatEncoder::session_settings`] of `format`'s encoder.
+    pub fn session_settings_of(format: OutputFormat) -> Option<(&'static str, &'static str)> {
+        match format {
+            OutputFormat::Csv | OutputFormat::CsvGz => None,
+            OutputFormat::RdsParquet => Some((
                 rds_parquet::SESSION_SETTINGS,
                 "setting bytea_output, extra_float_digits, DateStyle",
             )),

@@ -22,7 +22,7 @@ use encoder::FormatEncoder;
 use fleet_io::clients::Clients;
 use fleet_io::error::TaskError;
 use fleet_io::sink::{object_url, ObjectWriter, WriterOptions};
-use protocol::proof::PartProof;
+use protocol::proof::{PartProof, RowFingerprint};
 use protocol::ExportChunk;
 
 pub use sql::{copy_query, copy_query_as, range_predicate, validate_snapshot_id, CopyFormat};
@@ -44,6 +44,49 @@ pub struct ChunkStats {
 /// `coordinator verify --source` runs again to recompute it.
 pub fn source_query(task: &ExportChunk) -> Result<String, TaskError> {
     copy_query_as(task, FormatEncoder::copy_format(task.output.format))
+}
+
+/// Run `query` — a manifest's `source_query`, the COPY a part's rows were read with — again on
+/// `source` as an export of `format` runs it (READ ONLY repeatable read, the format's session
+/// settings) and fingerprint the rows, for `coordinator verify --source`. Only a
+/// `COPY (SELECT …) TO STDOUT (…)` is run (one statement: COPY goes through the extended
+/// protocol), READ ONLY: a manifest is a file in a bucket, not a command.
+pub async fn fingerprint_source(
+    ctx: &Clients,
+    source: &protocol::PgConn,
+    format: protocol::OutputFormat,
+    query: &str,
+) -> Result<RowFingerprint, TaskError> {
+    use futures::StreamExt;
+    if !(query.starts_with("COPY (SELECT ") && query.contains(") TO STDOUT (FORMAT ")) {
+        return Err(TaskError::fatal(
+            "the manifest's source_query is not a COPY (SELECT …) TO STDOUT pgfleet wrote",
+        ));
+    }
+    let mut session = source::begin_on(ctx, source, None).await?;
+    if let Some((statements, what)) = FormatEncoder::session_settings_of(format) {
+        session.setup(statements, what).await?;
+    }
+    let stream = match session.client().copy_out(query).await {
+        Ok(s) => s,
+        Err(e) => {
+            session.rollback().await;
+            return Err(fleet_io::error::pg_error(&e));
+        }
+    };
+    let mut stream = std::pin::pin!(stream);
+    let mut fingerprint = RowFingerprint::default();
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(row) => fingerprint.add_row(&row),
+            Err(e) => {
+                session.rollback().await;
+                return Err(fleet_io::error::pg_error(&e));
+            }
+        }
+    }
+    session.commit().await?;
+    Ok(fingerprint)
 }
 
 /// Run one export task. Errors name the table and the object and say whether a retry can help.

@@ -176,6 +176,11 @@ fn ledger_error(e: &tokio_postgres::Error) -> TaskError {
 }
 
 fn copy_statement(task: &RestoreFile) -> String {
+    copy_statement_into(task, &task.table.quoted())
+}
+
+/// The piece's COPY into `relation` (quoted SQL): its columns, and its filter if any.
+pub fn copy_statement_into(task: &RestoreFile, relation: &str) -> String {
     let cols: Vec<String> = task
         .columns
         .iter()
@@ -186,10 +191,21 @@ fn copy_statement(task: &RestoreFile) -> String {
         None => String::new(),
     };
     format!(
-        "COPY {} ({}) FROM STDIN (FORMAT text){filter}",
-        task.table.quoted(),
+        "COPY {relation} ({}) FROM STDIN (FORMAT text){filter}",
         cols.join(", ")
     )
+}
+
+/// Load the piece of `task` with `copy` (see [`copy_statement_into`]) in `session`, without
+/// the ledger: what `coordinator verify` uses to have the target parse an export's rows into a
+/// temporary table. Returns the COPY's row count.
+pub async fn copy_piece(
+    ctx: &Clients,
+    session: &Session,
+    task: &RestoreFile,
+    copy: &str,
+) -> Result<u64, TaskError> {
+    load(session, task, copy, ObjectReader::new(ctx, &task.object)).await
 }
 
 /// Stream the selected row groups into COPY; returns the COPY's row count.
