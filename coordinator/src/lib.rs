@@ -19,3 +19,4 @@ pub mod rds;
 pub mod restore;
 pub mod store;
 pub mod throughput;
+pub mod verify;

@@ -112,6 +112,10 @@ enum Command {
         /// Wait for the job to finish, showing progress; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
+        /// Wait (implies --wait), then run `coordinator verify` on the job: a difference fails
+        /// the job (state failed, exit 1).
+        #[arg(long)]
+        verify: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -206,6 +210,10 @@ enum Command {
             value_name = "SECONDS"
         )]
         stop_timeout: u64,
+        /// After the job succeeds, run `coordinator verify` on it: a difference fails the run
+        /// (exit 1).
+        #[arg(long)]
+        verify: bool,
     },
     /// Put back what interrupted restores left changed in a target, loading nothing.
     ///
@@ -278,6 +286,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove a finished job's data: per table OK or DIFFERENT, and what differs where.
+    ///
+    /// Export: every part its `_manifest.json` lists is read back (streamed) and checked for
+    /// size, CRC32C and row count; objects no manifest lists are reported (parts of an earlier
+    /// run as stale, not failures). With --source, each part's rows are read again from the
+    /// source (READ ONLY, the COPY the manifest records, at most [source] max_in_flight at
+    /// once) and their fingerprint compared: meaningful only if the source has not changed
+    /// since (a consistent-snapshot export of a quiet replica, or a static table).
+    ///
+    /// Restore: per table, the target's rows against the export's, compared by PostgreSQL on
+    /// the target (the export's rows are parsed there, into a temporary table, a piece at a
+    /// time), so text forms such as jsonb key order or time zones cannot differ falsely; a
+    /// difference is named by its primary-key range. At most [target] max_connections at once.
+    ///
+    /// Exit 0 when everything matches, 1 when something differs, 2 when the verification
+    /// could not run.
+    #[command(
+        after_help = "Examples:\n  coordinator verify export.toml\n  coordinator verify export.toml --source\n  coordinator verify restore.toml --json | jq '.tables[] | select(.status != \"OK\")'\n  coordinator verify j-3f9a1c2b7d"
+    )]
+    Verify {
+        /// A job spec (TOML), or the id of a job in the state database (`j-…`).
+        #[arg(value_name = "SPEC|JOB")]
+        what: String,
+        /// Export: also read the source again and compare each part's fingerprint.
+        #[arg(long)]
+        source: bool,
+        /// Print one JSON report: {"version": 1, "kind", "export", "ok", "tables": [{"table",
+        /// "status" (OK|DIFFERENT), "rows", "expected_rows", "findings": [{"kind", "part",
+        /// "message"}], "stale"}]}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Show what a job would do, without doing it.
     ///
     /// Export: tables, keys and chunks (reads the source catalog only). Restore: waves, tables
@@ -323,7 +365,7 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let cli = Cli::parse();
     // `check` reports every failure in its own lines; library logs would only repeat them.
-    let default_filter = if matches!(cli.command, Command::Check { .. }) {
+    let default_filter = if matches!(cli.command, Command::Check { .. } | Command::Verify { .. }) {
         logging::QUIET_FILTER
     } else {
         logging::DEFAULT_FILTER
@@ -397,9 +439,12 @@ async fn run() -> ExitCode {
                 Err(e) => Err(anyhow::anyhow!(e)),
             }
         }
-        Command::Submit { spec, wait, state } => {
-            commands::submit::run(&spec, wait, &state.state_url).await
-        }
+        Command::Submit {
+            spec,
+            wait,
+            verify,
+            state,
+        } => commands::submit::run(&spec, wait, verify, &state.state_url).await,
         Command::Status {
             job,
             json,
@@ -424,13 +469,36 @@ async fn run() -> ExitCode {
             spec,
             workers,
             stop_timeout,
-        } => commands::run::run(&spec, workers, std::time::Duration::from_secs(stop_timeout)).await,
+            verify,
+        } => {
+            commands::run::run(
+                &spec,
+                workers,
+                std::time::Duration::from_secs(stop_timeout),
+                verify,
+            )
+            .await
+        }
         Command::Repair {
             spec,
             target,
             dry_run,
         } => commands::repair::run(spec.as_deref(), target.as_deref(), dry_run).await,
         Command::Plan { spec, json } => commands::plan::run(&spec, json).await,
+        Command::Verify {
+            what,
+            source,
+            json,
+            state,
+        } => {
+            commands::verify::run(commands::verify::VerifyArgs {
+                what: &what,
+                source,
+                json,
+                state_url: &state.state_url,
+            })
+            .await
+        }
         Command::Validate { specs, json } => Ok(commands::validate::run(&specs, json)),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -10,6 +10,7 @@ pub mod serve;
 pub mod status;
 pub mod submit;
 pub mod validate;
+pub mod verify;
 pub mod wait;
 
 use anyhow::{Context, Result};

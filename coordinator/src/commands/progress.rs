@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// What is counted: `chunks`, `parts`, `tables`.
+    unit: &'static str,
     /// When the last plain line was printed; `None` before the first.
     last_line: Option<Instant>,
     started: Instant,
@@ -14,11 +16,16 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str) -> Self {
+        Self::counting(label, "chunks")
+    }
+
+    /// A progress display counting `unit`.
+    pub fn counting(label: &str, unit: &'static str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} chunks  {msg}  {elapsed_precise} (eta {eta})",
+                    &format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{msg}}  {{elapsed_precise}} (eta {{eta}})"),
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -28,6 +35,7 @@ impl Progress {
         });
         Self {
             bar,
+            unit,
             last_line: None,
             started: Instant::now(),
         }
@@ -50,7 +58,7 @@ impl Progress {
                 .last_line
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) =>
             {
-                crate::errln!("progress: {done}/{total} chunks, {msg}");
+                crate::errln!("progress: {done}/{total} {}, {msg}", self.unit);
                 self.last_line = Some(Instant::now());
             }
             None => {}

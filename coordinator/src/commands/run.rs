@@ -22,8 +22,14 @@ use tokio::sync::mpsc;
 /// Undo attempts after an interruption before leaving the rest to the durable record.
 const UNDO_ATTEMPTS: u32 = 3;
 
-pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<ExitCode> {
+pub async fn run(
+    path: &Path,
+    workers: usize,
+    stop_timeout: Duration,
+    verify: bool,
+) -> Result<ExitCode> {
     let spec = load_spec(path)?;
+    let verify_spec = verify.then(|| spec.clone());
     let id = new_job_id();
     let ctx = Clients::new("local");
     let (results_tx, mut results) = mpsc::unbounded_channel();
@@ -103,7 +109,10 @@ pub async fn run(path: &Path, workers: usize, stop_timeout: Duration) -> Result<
                 c.rows,
                 c.bytes,
             );
-            Ok(ExitCode::SUCCESS)
+            match verify_spec {
+                Some(spec) if !super::verify::after_job(&id, &spec).await => Ok(ExitCode::FAILURE),
+                _ => Ok(ExitCode::SUCCESS),
+            }
         }
         _ => {
             crate::errln!(

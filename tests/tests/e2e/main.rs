@@ -23,3 +23,5 @@ mod restore_variants;
 mod scale_in;
 mod secrets;
 mod tls;
+mod verify_export;
+mod verify_restore;

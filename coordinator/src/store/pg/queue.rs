@@ -18,6 +18,16 @@ impl PgStore {
         Ok(())
     }
 
+    /// The spec job `id` was submitted with (`None`: no such job).
+    pub async fn job_spec(&self, id: &str) -> Result<Option<JobSpec>> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt("SELECT spec FROM pgfleet.jobs WHERE id = $1", &[&id])
+            .await?;
+        row.map(|r| Ok(serde_json::from_value(r.get::<_, serde_json::Value>(0))?))
+            .transpose()
+    }
+
     /// Job ids from [`JOBS_CHANNEL`], for as long as the receiver lives; returns once the first
     /// LISTEN is in place (or failed). The listening session reconnects after a loss (every
     /// 5 s); meanwhile nothing arrives and callers poll as before.
