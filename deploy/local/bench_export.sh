@@ -5,6 +5,7 @@
 #
 #   deploy/local/bench_export.sh                 # scale 1 (8M rows), 2 workers
 #   SCALE=0.1 WORKERS=2 CONCURRENCY=1 deploy/local/bench_export.sh
+#   PGFLEET_BIN=/path/to/other/target/release deploy/local/bench_export.sh   # another build
 #
 # Prints the time ratio (pgfleet / baseline; lower is better) and each worker's peak RSS.
 set -euo pipefail
@@ -23,8 +24,13 @@ PSQL=(psql -X -q -h 127.0.0.1 -U postgres)
 
 bash "$PGFLEET_REPO/deploy/local/services.sh" start
 pgf_bench_db "$SCALE" "$DB"
-pgf_release_build
-BIN="$PGFLEET_REPO/target/release"
+# PGFLEET_BIN: another build's release binaries (e.g. an older commit's, for a before/after).
+if [ -n "${PGFLEET_BIN:-}" ]; then
+    BIN=$PGFLEET_BIN
+else
+    pgf_release_build
+    BIN="$PGFLEET_REPO/target/release"
+fi
 
 work=$(mktemp -d)
 ns="bench-$$-$RANDOM"

@@ -192,3 +192,22 @@ pub fn bin(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Run `coordinator ARGS` with the test's AWS settings and text logs; wait for it.
+pub fn run_coordinator(args: &[&str]) -> std::process::Output {
+    set_aws_env();
+    std::process::Command::new(bin("coordinator"))
+        .args(args)
+        .env_remove("PGFLEET_LOG_FORMAT")
+        .output()
+        .expect("run coordinator")
+}
+
+/// A finished command's stdout then stderr, as text (for assertion messages and searches).
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}

@@ -6,7 +6,6 @@
 
 use pgfleet_tests::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 const DDL: &str = r#"
 CREATE TABLE public.t (
@@ -30,23 +29,6 @@ INSERT INTO public.u SELECT g % 50, 'y' || g FROM generate_series(1, 500) g;
 ANALYZE;
 "#;
 
-fn coordinator(args: &[&str]) -> Output {
-    set_aws_env();
-    Command::new(bin("coordinator"))
-        .args(args)
-        .env_remove("PGFLEET_LOG_FORMAT")
-        .output()
-        .expect("run coordinator")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 fn spec(dir: &Path, name: &str, source: &str, url: &str, format: &str, extra: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(
@@ -65,9 +47,9 @@ fn verify_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let mut all = vec!["verify"];
     all.extend_from_slice(args);
     all.push("--json");
-    let o = coordinator(&all);
+    let o = run_coordinator(&all);
     let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-    (o.status.code(), v, text(&o))
+    (o.status.code(), v, output_text(&o))
 }
 
 fn table<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -134,12 +116,16 @@ async fn clean_exports_verify_ok_in_every_format() -> anyhow::Result<()> {
             extra,
         );
         let p = p.to_str().unwrap();
-        let o = coordinator(&["run", p, "--workers", "2", "--verify"]);
-        assert!(o.status.success(), "{format}: run --verify: {}", text(&o));
+        let o = run_coordinator(&["run", p, "--workers", "2", "--verify"]);
         assert!(
-            text(&o).contains("verify: 2 table(s) OK"),
+            o.status.success(),
+            "{format}: run --verify: {}",
+            output_text(&o)
+        );
+        assert!(
+            output_text(&o).contains("verify: 2 table(s) OK"),
             "{format}: {}",
-            text(&o)
+            output_text(&o)
         );
         let (code, v, out) = verify_json(&[p, "--source"]);
         assert_eq!(code, Some(0), "{format}: {out}");
@@ -170,8 +156,8 @@ async fn each_kind_of_damage_is_caught_and_named() -> anyhow::Result<()> {
         "",
     );
     let p = p.to_str().unwrap();
-    let o = coordinator(&["run", p, "--workers", "2"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = run_coordinator(&["run", p, "--workers", "2"]);
+    assert!(o.status.success(), "{}", output_text(&o));
     let (code, _, all) = verify_json(&[p]);
     assert_eq!(code, Some(0), "{all}");
 
@@ -250,9 +236,9 @@ async fn each_kind_of_damage_is_caught_and_named() -> anyhow::Result<()> {
             );
         }
         // The text report names the table and the part too.
-        let o = coordinator(&["verify", p]);
+        let o = run_coordinator(&["verify", p]);
         assert_eq!(o.status.code(), Some(1));
-        let t = text(&o);
+        let t = output_text(&o);
         assert!(
             t.lines()
                 .any(|l| l.starts_with("DIFFERENT") && l.contains("public.t")),
@@ -305,8 +291,8 @@ async fn each_kind_of_damage_is_caught_and_named() -> anyhow::Result<()> {
     assert_eq!(table(&v, "public.u")["status"], "OK", "{v:#}");
 
     // Usage errors exit 2.
-    let o = coordinator(&["verify", "/nonexistent/spec.toml"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = run_coordinator(&["verify", "/nonexistent/spec.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     let empty = spec(
         &dir,
         "empty.toml",
@@ -316,9 +302,13 @@ async fn each_kind_of_damage_is_caught_and_named() -> anyhow::Result<()> {
         "",
     );
     std::fs::create_dir_all(dir.join("nothing"))?;
-    let o = coordinator(&["verify", empty.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("_manifest.json"), "{}", text(&o));
+    let o = run_coordinator(&["verify", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("_manifest.json"),
+        "{}",
+        output_text(&o)
+    );
 
     let _ = std::fs::remove_dir_all(&dir);
     source.drop().await?;

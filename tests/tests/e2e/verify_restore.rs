@@ -7,7 +7,6 @@
 
 use pgfleet_tests::*;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const DDL: &str = r#"
 CREATE TABLE public.t (
@@ -38,23 +37,6 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn coordinator(args: &[&str]) -> Output {
-    set_aws_env();
-    Command::new(bin("coordinator"))
-        .args(args)
-        .env_remove("PGFLEET_LOG_FORMAT")
-        .output()
-        .expect("run coordinator")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,15 +71,15 @@ async fn restore_verifies_ok_and_target_damage_is_named() -> anyhow::Result<()> 
         ),
     );
     for spec in [&export, &restore] {
-        let o = coordinator(&["run", spec.to_str().unwrap(), "--workers", "2"]);
-        assert!(o.status.success(), "{}", text(&o));
+        let o = run_coordinator(&["run", spec.to_str().unwrap(), "--workers", "2"]);
+        assert!(o.status.success(), "{}", output_text(&o));
     }
     let restore = restore.to_str().unwrap();
 
     // Clean: every table OK, the text forms notwithstanding.
-    let o = coordinator(&["verify", restore]);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let out = text(&o);
+    let o = run_coordinator(&["verify", restore]);
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
+    let out = output_text(&o);
     assert!(
         out.contains("public.t") && out.contains("public.u"),
         "{out}"
@@ -107,8 +89,8 @@ async fn restore_verifies_ok_and_target_damage_is_named() -> anyhow::Result<()> 
     // A changed row: DIFFERENT, in the key range that holds id 1501 only.
     dst.batch_execute("UPDATE public.t SET note = note || '!' WHERE id = 1501")
         .await?;
-    let o = coordinator(&["verify", restore, "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = run_coordinator(&["verify", restore, "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     let t = v["tables"]
         .as_array()
@@ -136,7 +118,7 @@ async fn restore_verifies_ok_and_target_damage_is_named() -> anyhow::Result<()> 
     assert_eq!(u["status"], "OK", "{u:#}");
     dst.batch_execute("UPDATE public.t SET note = left(note, -1) WHERE id = 1501")
         .await?;
-    assert_eq!(coordinator(&["verify", restore]).status.code(), Some(0));
+    assert_eq!(run_coordinator(&["verify", restore]).status.code(), Some(0));
 
     // A deleted row (no key: the whole table) and an added one (past the last bound).
     dst.batch_execute(
@@ -144,9 +126,9 @@ async fn restore_verifies_ok_and_target_damage_is_named() -> anyhow::Result<()> 
          INSERT INTO public.t (id, note) VALUES (99999, 'new')",
     )
     .await?;
-    let o = coordinator(&["verify", restore]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let out = text(&o);
+    let o = run_coordinator(&["verify", restore]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let out = output_text(&o);
     let line = |table: &str| {
         out.lines()
             .find(|l| l.contains(table) && (l.starts_with("OK") || l.starts_with("DIFFERENT")))
