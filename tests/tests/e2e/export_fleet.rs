@@ -62,14 +62,15 @@ async fn export_through_rabbitmq_to_s3_matches_source() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let (code, stdout, stderr) =
-        fleet.coordinator(&["submit", spec_path.to_str().unwrap(), "--wait"]);
+        fleet.coordinator(&["submit", spec_path.to_str().unwrap(), "--verify"]);
     assert_eq!(
         code,
         0,
-        "submit --wait failed\nstdout: {stdout}\nstderr: {stderr}\ncoordinator: {}",
+        "submit --verify failed\nstdout: {stdout}\nstderr: {stderr}\ncoordinator: {}",
         fleet.coordinator.logs()
     );
-    let job_id = stdout.trim().to_string();
+    let job_id = stdout.lines().next().unwrap_or_default().trim().to_string();
+    assert!(stdout.contains("table(s) OK"), "{stdout}");
     eprintln!(
         "fleet export of {BIG_ROWS} rows took {:?}",
         started.elapsed()
@@ -81,6 +82,10 @@ async fn export_through_rabbitmq_to_s3_matches_source() -> anyhow::Result<()> {
         total += check_table(&objects, "exports/", &src, &t, "x-", false).await?;
     }
     assert_eq!(total as u64, BIG_ROWS + 30_000 + 1_000);
+
+    // The job verifies by its id too (its spec from the state database), source included.
+    let (code, out, err) = fleet.coordinator(&["verify", &job_id, "--source"]);
+    assert_eq!(code, 0, "verify {job_id} --source: {out}{err}");
 
     // Both workers took part, and status reports the finished job.
     let (code, out, _) = fleet.coordinator(&["status", &job_id, "--json"]);
