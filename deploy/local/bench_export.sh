@@ -7,7 +7,8 @@
 #   SCALE=0.1 WORKERS=2 CONCURRENCY=1 deploy/local/bench_export.sh
 #   PGFLEET_BIN=/path/to/other/target/release deploy/local/bench_export.sh   # another build
 #
-# Prints the time ratio (pgfleet / baseline; lower is better) and each worker's peak RSS.
+# Prints the time ratio (pgfleet / baseline; lower is better), the PostgreSQL server's CPU
+# seconds for each (and their ratio), and each worker's peak RSS.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -75,10 +76,27 @@ baseline() {
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
+# The PostgreSQL server's CPU: the postmaster's reaped children (every backend, once its
+# connection closed), in seconds. Includes autovacuum and the state database's sessions (same
+# server), which is noise of well under a second here.
+pg_data=$("${PSQL[@]}" -d postgres -Atc "SHOW data_directory")
+postmaster=$(head -n 1 "$pg_data/postmaster.pid" 2>/dev/null || pgf_as_root head -n 1 "$pg_data/postmaster.pid")
+ticks=$(getconf CLK_TCK)
+server_cpu() {
+    sleep 1 # a backend whose client just left is reaped a moment later
+    awk -v t="$ticks" '{ printf "%.2f", ($16 + $17) / t }' "/proc/$postmaster/stat"
+}
+cpu_delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'
+}
+
 echo "warming the cache"
 baseline >/dev/null
+c0=$(server_cpu)
 b1=$(baseline)
-echo "baseline COPY: ${b1}s"
+c1=$(server_cpu)
+base_cpu=$(cpu_delta "$c0" "$c1")
+echo "baseline COPY: ${b1}s, server CPU ${base_cpu}s"
 
 PGFLEET_NAMESPACE=$ns "$BIN/coordinator" serve --state-url "$state_url" --metrics-addr 127.0.0.1:0 >"$work/coordinator.log" 2>&1 &
 pids+=($!)
@@ -94,6 +112,7 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 sleep 1
+c2=$(server_cpu)
 t0=$(date +%s.%N)
 "$BIN/coordinator" submit "$work/export.toml" --wait --state-url "$state_url" >/dev/null
 t1=$(date +%s.%N)
@@ -107,7 +126,6 @@ awk '/planning job/ { a = $1 } /job planned/ { b = $1 } END {
     if (a != "" && b != "") { split(a, x, "T"); split(b, y, "T"); split(x[2], p, ":"); split(y[2], q, ":");
       printf "planning: %.2fs\n", (q[1] * 3600 + q[2] * 60 + q[3]) - (p[1] * 3600 + p[2] * 60 + p[3]) } }' \
     "$work/coordinator.log"
-ticks=$(getconf CLK_TCK)
 for i in "${!wpids[@]}"; do
     n=$((i + 1))
     addr=$(grep -o 'addr=[^ ]*' "$work/worker$n.log" | head -1 | cut -d= -f2 | tr -d '"')
@@ -119,12 +137,24 @@ for i in "${!wpids[@]}"; do
         END { printf "worker %s: waited on source COPY %.2fs, on upload %.2fs; CPU %ss\n", w, src, up, cpu }'
 done
 
-b2=$(baseline)
-echo "baseline COPY again: ${b2}s"
 for i in "${!wpids[@]}"; do
     rss=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/${wpids[$i]}/status")
     echo "worker $((i + 1)) peak RSS: ${rss} MiB"
 done
+# The job's backends are reaped once the workers and serve close their pools.
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+pids=()
+sleep 1
+c3=$(server_cpu)
+job_cpu=$(cpu_delta "$c2" "$c3")
+b2=$(baseline)
+c4=$(server_cpu)
+base_cpu2=$(cpu_delta "$c3" "$c4")
+echo "baseline COPY again: ${b2}s, server CPU ${base_cpu2}s"
+echo "server CPU: pgfleet job ${job_cpu}s (planning, every chunk's COPY, state writes), raw COPY ${base_cpu}s / ${base_cpu2}s"
+cpu_ratio=$(awk -v j="$job_cpu" -v x="$base_cpu" -v y="$base_cpu2" 'BEGIN { if (x + y > 0) printf "%.3f", j / ((x + y) / 2); else print "n/a" }')
+echo "RESULT server CPU ratio pgfleet/baseline = $cpu_ratio (target <= 0.85)"
 ratio=$(awk -v f="$fleet" -v x="$b1" -v y="$b2" 'BEGIN { printf "%.3f", f / ((x + y) / 2) }')
 echo "RESULT ratio pgfleet/baseline = $ratio (target <= 1.0)"
 rm -rf "${PGFLEET_LOCAL_DIR:?}/s3/$bucket"
