@@ -3,7 +3,7 @@
 //! found between the export and the target (reads only).
 
 use super::{json_view, load_spec};
-use crate::export::plan::plan_export;
+use crate::export::plan::plan_export_logged;
 use crate::export::source::SourceTxn;
 use crate::job::{ChunkWork, TableWork};
 use crate::restore;
@@ -23,7 +23,7 @@ pub async fn run(path: &Path, json: bool) -> Result<ExitCode> {
 
 async fn export(spec: &ExportSpec, json: bool) -> Result<ExitCode> {
     let txn = SourceTxn::begin(spec).await?;
-    let plan = plan_export(txn.client(), spec).await?;
+    let plan = plan_export_logged(txn.client(), spec).await?;
     txn.commit().await?;
     let location = spec.output.location().map_err(|e| anyhow!(e))?;
     if json {

@@ -4,13 +4,28 @@
 //! Everything here only reads, so it runs on a hot-standby replica inside the caller's READ ONLY
 //! transaction. Catalog lookups are parameterized by oid or name; table and column names reach
 //! SQL text only through `QualifiedName::quoted` / `quote_ident`.
+//!
+//! Catalog reads are set-based: one statement per kind of fact for all selected tables
+//! ([`columns_of`], [`unique_keys_of`], [`table_sizes`]), never one per table, so planning
+//! costs the same per table at 10 tables or 100,000. What stays per table is reading the data
+//! of a table that splits into several chunks (min/max, a key sample): proportional to the
+//! data, not to the catalog. Every statement is counted ([`queries`]).
+
+mod columns;
+mod keys;
+pub mod queries;
+mod sizes;
+
+pub use columns::{columns_of, Column};
+pub use keys::{unique_keys_of, UniqueKey};
+pub use sizes::{rows_from_stats, table_sizes, TableSize};
 
 use crate::export::chunking::{self, SamplePlan};
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
-use protocol::{quote_ident, ColumnType, KeyColumn, QualifiedName, TableFilter};
+use protocol::{quote_ident, KeyColumn, QualifiedName, TableFilter};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::GenericClient;
 
 /// Tables estimated below this many rows may be read whole to find exact key quantiles when a
@@ -19,9 +34,6 @@ pub const FULL_SCAN_MAX_ROWS: u64 = 200_000;
 
 /// Seed for `TABLESAMPLE ... REPEATABLE`, so the same table yields the same plan.
 const SAMPLE_SEED: i32 = 42;
-
-/// Pages read to count the rows of a table that has never been analyzed (8 MiB at most).
-const COUNT_SAMPLE_PAGES: u64 = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelKind {
@@ -54,6 +66,7 @@ pub struct Selection {
 /// temporary schemas), sorted by name.
 pub async fn candidate_relations<C: GenericClient + Sync>(client: &C) -> Result<Vec<Relation>> {
     // relkind is a "char"; cast to text to read it as a string.
+    queries::note();
     let rows = client
         .query(
             "SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relhassubclass,
@@ -175,82 +188,9 @@ fn topmost_selected_ancestor<'a>(
     found
 }
 
-/// One exportable column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    pub attnum: i16,
-    pub type_oid: u32,
-    /// `format_type` output, for messages.
-    pub type_name: String,
-    /// The type's schema and `typname`, for casts that must not depend on `search_path`.
-    pub type_ref: QualifiedName,
-    pub not_null: bool,
-    /// What typed export formats (`rds-parquet`) need: `pg_type.typname` and the
-    /// `information_schema.columns` view of the column.
-    pub pg_type: ColumnType,
-}
-
-impl Column {
-    pub fn is_integer(&self) -> bool {
-        [Type::INT2.oid(), Type::INT4.oid(), Type::INT8.oid()].contains(&self.type_oid)
-    }
-}
-
-/// Columns in attnum order, without system and dropped columns (generated columns are kept:
-/// they can be read), with their types as `information_schema.columns` describes them (what RDS
-/// writes as `originalType`, e.g. `ARRAY`, `USER-DEFINED`). The view only lists columns the user
-/// has some privilege on; for any other, `data_type` falls back to `format_type` and the sizes
-/// are unknown.
-pub async fn columns<C: GenericClient + Sync>(client: &C, oid: u32) -> Result<Vec<Column>> {
-    // Joined by the table's own names so the view's filters use pg_class's name index.
-    let rows = client
-        .query(
-            "SELECT a.attname::text, a.attnum, a.atttypid, format_type(a.atttypid, a.atttypmod),
-                    a.attnotnull, t.typname::text,
-                    COALESCE(ic.data_type::text, format_type(a.atttypid, NULL)),
-                    ic.character_maximum_length::int4, ic.numeric_precision::int4,
-                    ic.datetime_precision::int4, tn.nspname::text
-               FROM pg_attribute a
-               JOIN pg_type t ON t.oid = a.atttypid
-               JOIN pg_namespace tn ON tn.oid = t.typnamespace
-               JOIN pg_class cl ON cl.oid = a.attrelid
-               JOIN pg_namespace n ON n.oid = cl.relnamespace
-               LEFT JOIN information_schema.columns ic
-                 ON ic.table_schema = n.nspname AND ic.table_name = cl.relname
-                AND ic.ordinal_position = a.attnum
-              WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
-              ORDER BY a.attnum",
-            &[&oid],
-        )
-        .await
-        .context("reading columns from pg_attribute and information_schema.columns")?;
-    rows.iter()
-        .map(|row| {
-            Ok(Column {
-                name: row.try_get(0)?,
-                attnum: row.try_get(1)?,
-                type_oid: row.try_get(2)?,
-                type_name: row.try_get(3)?,
-                type_ref: QualifiedName::new(
-                    row.try_get::<_, String>(10)?,
-                    row.try_get::<_, String>(5)?,
-                ),
-                not_null: row.try_get(4)?,
-                pg_type: ColumnType {
-                    typname: row.try_get(5)?,
-                    data_type: row.try_get(6)?,
-                    char_max_length: row.try_get(7)?,
-                    numeric_precision: row.try_get(8)?,
-                    datetime_precision: row.try_get(9)?,
-                },
-            })
-        })
-        .collect()
-}
-
 /// `current_database()`: the database an export reads (the first folder of the RDS layout).
 pub async fn current_database<C: GenericClient + Sync>(client: &C) -> Result<String> {
+    queries::note();
     let row = client
         .query_one("SELECT current_database()::text", &[])
         .await
@@ -258,159 +198,8 @@ pub async fn current_database<C: GenericClient + Sync>(client: &C) -> Result<Str
     Ok(row.try_get(0)?)
 }
 
-/// A unique btree key whose columns are all NOT NULL: every row has exactly one, distinct value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UniqueKey {
-    pub primary: bool,
-    /// attnums, in index order.
-    pub columns: Vec<i16>,
-}
-
-/// The table's unique keys usable for splitting, the primary key first, then by fewest columns:
-/// valid, non-partial, expression-free btree indexes over NOT NULL columns with the default
-/// operator class and the column's own collation (so the chunk's row comparison orders rows as
-/// the index does, and the index serves it).
-pub async fn unique_keys<C: GenericClient + Sync>(client: &C, oid: u32) -> Result<Vec<UniqueKey>> {
-    let rows = client
-        .query(
-            "SELECT i.indisprimary, k.cols
-               FROM pg_index i
-               JOIN pg_class ic ON ic.oid = i.indexrelid
-               JOIN pg_am am ON am.oid = ic.relam
-               CROSS JOIN LATERAL (
-                 SELECT array_agg(u.attnum ORDER BY u.ord)::int2[] AS cols,
-                        count(*) = i.indnkeyatts
-                          AND bool_and(a.attnotnull AND oc.opcdefault AND u.coll = a.attcollation)
-                          AS usable
-                   FROM unnest(i.indkey::int2[], i.indclass::oid[], i.indcollation::oid[])
-                        WITH ORDINALITY AS u(attnum, opc, coll, ord)
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
-                   JOIN pg_opclass oc ON oc.oid = u.opc
-                  WHERE u.ord <= i.indnkeyatts
-               ) k
-              WHERE i.indrelid = $1::oid AND i.indisunique AND i.indisvalid
-                AND i.indpred IS NULL AND i.indexprs IS NULL AND am.amname = 'btree' AND k.usable
-              ORDER BY i.indisprimary DESC, cardinality(k.cols), ic.relname",
-            &[&oid],
-        )
-        .await
-        .context("reading unique keys from pg_index")?;
-    rows.iter()
-        .map(|row| {
-            Ok(UniqueKey {
-                primary: row.try_get(0)?,
-                columns: row.try_get(1)?,
-            })
-        })
-        .collect()
-}
-
-/// Size of a table (summed over the leaf partitions of a partitioned table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableSize {
-    pub estimated_rows: u64,
-    /// Heap plus TOAST (`pg_table_size`), without indexes: what a full read touches.
-    pub bytes: u64,
-    /// Current heap pages (`pg_relation_size / block_size`), fresher than `relpages`.
-    pub pages: u64,
-    /// Some leaf had no usable statistics and was too large to count whole: its row count was
-    /// extrapolated from a page sample.
-    pub sampled_count: bool,
-}
-
-/// One heap whose size is known: the table itself or one leaf partition.
-struct HeapStats {
-    name: QualifiedName,
-    reltuples: f64,
-    relpages: i64,
-    pages: u64,
-    bytes: u64,
-}
-
-pub async fn table_size<C: GenericClient + Sync>(client: &C, rel: &Relation) -> Result<TableSize> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text, c.reltuples::float8, c.relpages::int8,
-                    pg_relation_size(c.oid) / current_setting('block_size')::int8,
-                    pg_table_size(c.oid)
-               FROM pg_class c
-               JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE (c.oid = $1::oid AND c.relkind = 'r')
-                 OR c.oid IN (SELECT t.relid FROM pg_partition_tree($1::oid::regclass) t
-                               WHERE t.isleaf)",
-            &[&rel.oid],
-        )
-        .await
-        .context("reading table sizes from pg_class")?;
-    let mut size = TableSize {
-        estimated_rows: 0,
-        bytes: 0,
-        pages: 0,
-        sampled_count: false,
-    };
-    for row in rows {
-        let heap = HeapStats {
-            name: QualifiedName::new(row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?),
-            reltuples: row.try_get(2)?,
-            relpages: row.try_get(3)?,
-            pages: non_negative(row.try_get(4)?),
-            bytes: non_negative(row.try_get(5)?),
-        };
-        let rows = match rows_from_stats(heap.reltuples, heap.relpages, heap.pages) {
-            Some(rows) => rows,
-            None => {
-                let (rows, exact) = count_by_sampling(client, &heap.name, heap.pages).await?;
-                size.sampled_count |= !exact;
-                rows
-            }
-        };
-        size.estimated_rows += rows;
-        size.bytes += heap.bytes;
-        size.pages += heap.pages;
-    }
-    Ok(size)
-}
-
-fn non_negative(v: i64) -> u64 {
+pub(crate) fn non_negative(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
-}
-
-/// Row estimate from `pg_class` statistics, scaled to the heap's current size as PostgreSQL's
-/// own planner does (rows per page at the last ANALYZE/VACUUM times pages now). `None` when the
-/// statistics cannot say: never analyzed (`reltuples = -1`), or analyzed while empty and grown
-/// since.
-pub fn rows_from_stats(reltuples: f64, relpages: i64, current_pages: u64) -> Option<u64> {
-    if current_pages == 0 {
-        return Some(0);
-    }
-    if reltuples >= 0.0 && relpages > 0 {
-        let per_page = reltuples / relpages as f64;
-        return Some((per_page * current_pages as f64).round() as u64);
-    }
-    None
-}
-
-/// Estimate rows by counting a page sample: at most [`COUNT_SAMPLE_PAGES`] pages are read.
-/// Returns the estimate and whether it is exact (the sample was the whole table).
-async fn count_by_sampling<C: GenericClient + Sync>(
-    client: &C,
-    table: &QualifiedName,
-    pages: u64,
-) -> Result<(u64, bool)> {
-    let percent = (100.0 * COUNT_SAMPLE_PAGES as f64 / pages.max(1) as f64).min(100.0);
-    let sql = format!(
-        "SELECT count(*) FROM {} TABLESAMPLE SYSTEM ($1::float4) REPEATABLE ({SAMPLE_SEED})",
-        table.quoted()
-    );
-    let row = client
-        .query_one(&sql, &[&(percent as f32)])
-        .await
-        .with_context(|| format!("counting a sample of {}", table.display_name()))?;
-    let counted = non_negative(row.try_get(0)?);
-    if percent >= 100.0 {
-        return Ok((counted, true));
-    }
-    Ok(((counted as f64 * 100.0 / percent).round() as u64, false))
 }
 
 /// `min(key)` and `max(key)`, or `None` when the key has no non-null value. Index-backed for a
@@ -425,6 +214,7 @@ pub async fn key_min_max<C: GenericClient + Sync>(
         "SELECT min({col})::int8, max({col})::int8 FROM {}",
         table.quoted()
     );
+    queries::note();
     let row = client
         .query_one(&sql, &[])
         .await
@@ -483,6 +273,7 @@ async fn read_keys<C: GenericClient + Sync>(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<i64>> {
+    queries::note();
     let stream = client.query_raw(sql, params.iter().copied()).await?;
     futures::pin_mut!(stream);
     let mut keys = Vec::new();
@@ -500,6 +291,7 @@ pub async fn histogram_bounds<C: GenericClient + Sync>(
     table: &QualifiedName,
     column: &str,
 ) -> Result<Option<Vec<i64>>> {
+    queries::note();
     let row = client
         .query_opt(
             "SELECT histogram_bounds::text::int8[]
@@ -586,6 +378,7 @@ pub async fn tuple_boundaries<C: GenericClient + Sync>(
     chunks: u64,
 ) -> Result<(Vec<Vec<String>>, u64)> {
     // Text forms that any session reads back as the same value: ISO dates, round-trip floats.
+    queries::note();
     client
         .query_one(
             "SELECT set_config('DateStyle', 'ISO', true), \
@@ -640,6 +433,7 @@ pub async fn tuple_boundaries<C: GenericClient + Sync>(
         .iter()
         .map(|p| p.as_ref() as &(dyn ToSql + Sync))
         .collect();
+    queries::note();
     let rows = client
         .query(&sql, &params)
         .await
@@ -678,6 +472,8 @@ mod tests {
     use super::*;
     use crate::export::key::{choose_key, KeyChoice, KeyPick};
     use protocol::ident::TablePattern;
+    use protocol::ColumnType;
+    use tokio_postgres::types::Type;
 
     fn rel(oid: u32, name: &str, kind: RelKind, partition_of: Option<u32>) -> Relation {
         Relation {

@@ -14,7 +14,7 @@ use crate::job::{ChunkRun, ExportJob, JobRun, TableWork};
 use crate::rds::export_info;
 use anyhow::{anyhow, Result};
 use fleet_io::clients::Clients;
-use plan::{plan_export, TablePlan};
+use plan::{plan_export_logged, TablePlan};
 use protocol::layout::rds as rds_layout;
 use protocol::spec::ExportSpec;
 use protocol::{
@@ -34,7 +34,7 @@ pub struct Planned {
 pub async fn plan(id: &str, spec: &ExportSpec) -> Result<Planned> {
     let txn = SourceTxn::begin(spec).await?;
     let snapshot = txn.export_snapshot(spec.source.snapshot).await?;
-    let plan = plan_export(txn.client(), spec).await?;
+    let plan = plan_export_logged(txn.client(), spec).await?;
     let export = ExportJob {
         spec: spec.clone(),
         snapshot: snapshot.clone(),

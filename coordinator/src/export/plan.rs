@@ -2,7 +2,9 @@
 //! each split into chunks of similar row counts. The plan is plain data (printable, storable)
 //! and is computed with reads only, so it can run against a hot-standby replica.
 
-use crate::export::catalog::{self, KeyPoints, PointSource, RelKind, Relation, TableSize};
+use crate::export::catalog::{
+    self, Column, KeyPoints, PointSource, RelKind, Relation, TableSize, UniqueKey,
+};
 use crate::export::chunking::{self, KeyDistribution};
 use crate::export::key;
 pub use crate::export::key::KeyChoice;
@@ -46,6 +48,26 @@ pub struct ExportPlan {
     pub notes: Vec<String>,
 }
 
+/// [`plan_export`], logging what it cost: the tables, chunks and statements sent to the source
+/// (a handful, whatever the number of tables, plus a few per table that splits) and the time.
+pub async fn plan_export_logged<C: GenericClient + Sync>(
+    client: &C,
+    spec: &ExportSpec,
+) -> Result<ExportPlan> {
+    let started = std::time::Instant::now();
+    let (plan, statements) = catalog::queries::counted(plan_export(client, spec)).await;
+    let plan = plan?;
+    tracing::info!(
+        job = %spec.name,
+        tables = plan.tables.len(),
+        chunks = plan.tables.iter().map(|t| t.chunks.len()).sum::<usize>(),
+        statements,
+        seconds = started.elapsed().as_secs_f64(),
+        "export planned"
+    );
+    Ok(plan)
+}
+
 /// Plan an export. `client` is already inside a READ ONLY transaction (REPEATABLE READ when the
 /// job exports a snapshot).
 pub async fn plan_export<C: GenericClient + Sync>(
@@ -62,13 +84,32 @@ pub async fn plan_export<C: GenericClient + Sync>(
     let mut notes = selection.notes;
     notes.extend(catalog::unused_key_overrides(&overrides, &selection.tables));
 
+    // The catalog facts of every selected table, one query each for all of them.
+    let oids: Vec<u32> = selection.tables.iter().map(|r| r.oid).collect();
+    let mut columns = catalog::columns_of(client, &oids).await?;
+    let mut unique = catalog::unique_keys_of(client, &oids).await?;
+    let sizes = catalog::table_sizes(client, &selection.tables).await?;
+
     let one_snapshot = spec.source.snapshot == SnapshotMode::Consistent;
     let mut tables = Vec::with_capacity(selection.tables.len());
     for rel in &selection.tables {
+        let facts = TableFacts {
+            columns: columns.remove(&rel.oid).unwrap_or_default(),
+            unique: unique.remove(&rel.oid).unwrap_or_default(),
+            size: sizes.get(&rel.oid).copied().unwrap_or_default(),
+        };
         let user_key = overrides.get(&rel.name).map(String::as_str);
-        let plan = plan_table(client, rel, user_key, target, one_snapshot, &mut notes)
-            .await
-            .with_context(|| format!("planning {}", rel.name.display_name()))?;
+        let plan = plan_table(
+            client,
+            rel,
+            facts,
+            user_key,
+            target,
+            one_snapshot,
+            &mut notes,
+        )
+        .await
+        .with_context(|| format!("planning {}", rel.name.display_name()))?;
         tables.push(plan);
     }
     check_transform_columns(spec, &tables)?;
@@ -89,6 +130,7 @@ async fn check_statement_timeout<C: GenericClient + Sync>(
     let Some(timeout) = timeout else {
         return Ok(());
     };
+    catalog::queries::note();
     if let Err(e) = client
         .query_one(
             "SELECT set_config('statement_timeout', $1, true)",
@@ -142,18 +184,30 @@ fn check_transform_columns(spec: &ExportSpec, tables: &[TablePlan]) -> Result<()
     )
 }
 
+/// What the catalog says of one table, read for all tables at once.
+struct TableFacts {
+    columns: Vec<Column>,
+    unique: Vec<UniqueKey>,
+    size: TableSize,
+}
+
+/// Plan one table from its catalog facts. Only a table that splits into several chunks reads
+/// anything more from the source (its key's distribution): work proportional to its data.
 async fn plan_table<C: GenericClient + Sync>(
     client: &C,
     rel: &Relation,
+    facts: TableFacts,
     user_key: Option<&str>,
     target: ChunkTarget,
     one_snapshot: bool,
     notes: &mut Vec<String>,
 ) -> Result<TablePlan> {
-    let columns = catalog::columns(client, rel.oid).await?;
-    let unique = catalog::unique_keys(client, rel.oid).await?;
+    let TableFacts {
+        columns,
+        unique,
+        size,
+    } = facts;
     let key = key::choose_key(rel, &columns, &unique, user_key, one_snapshot)?;
-    let size = catalog::table_size(client, rel).await?;
     if size.sampled_count {
         notes.push(format!(
             "{} has no usable statistics (never analyzed?); its row count was extrapolated from a sample",

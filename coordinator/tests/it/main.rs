@@ -4,6 +4,7 @@
 mod engine_memory;
 mod job_notifications;
 mod metadata_fuzz;
+mod plan_catalog_scale;
 mod plan_export;
 mod rds_inventory;
 mod stored_jobs;
