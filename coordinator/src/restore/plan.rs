@@ -124,6 +124,10 @@ pub async fn inspect(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<Rest
         .get(0);
     let mut truncate = Vec::new();
     let mut skip = vec![false; selected.len()];
+    // Which tables already hold rows, all checked at once (an extension's configuration
+    // table is checked below, by its filter).
+    let names: Vec<&QualifiedName> = selected.iter().map(|s| &s.target.name).collect();
+    let non_empty = target::has_rows(&client, &names).await?;
     for (i, s) in selected.iter().enumerate() {
         let name = &s.target.name;
         // A table an extension owns got its rows from CREATE EXTENSION in the target.
@@ -132,7 +136,7 @@ pub async fn inspect(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<Rest
                 extension,
                 config_filter: None,
             }) => {
-                if target::has_rows(&client, name).await? {
+                if non_empty[i] {
                     skip[i] = true;
                     notes.push(format!(
                         "{}: belongs to extension {extension}, whose rows the target already has (CREATE EXTENSION made them): skipped",
@@ -160,7 +164,7 @@ pub async fn inspect(ctx: &Clients, id: &str, spec: &RestoreSpec) -> Result<Rest
                 }
                 user_rows
             }
-            _ => target::has_rows(&client, name).await?,
+            _ => non_empty[i],
         };
         if !has_user_rows {
             continue;
