@@ -13,6 +13,9 @@ use protocol::{
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
+mod index;
+use index::{JobIndex, Tally};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -183,6 +186,11 @@ pub struct RestoreState {
     pub recorded: bool,
 }
 
+/// A job and the state of each of its tables and chunks. Read `tables` and `chunks` freely,
+/// but change a chunk's state, rows or bytes and a table's `finalized` only through the
+/// methods here ([`JobRun::mark_queued`], [`JobRun::apply`], [`JobRun::requeue`],
+/// [`JobRun::replace_chunk`], [`JobRun::mark_finalized`]): they keep the index that makes
+/// scheduling cost O(1) per result in step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRun {
     pub id: String,
@@ -192,6 +200,7 @@ pub struct JobRun {
     pub chunks: Vec<ChunkRun>,
     pub notes: Vec<String>,
     pub error: Option<String>,
+    index: JobIndex,
 }
 
 /// What kind of job this is, with what only that kind has.
@@ -351,15 +360,40 @@ impl JobRun {
             }
             runs.push(table);
         }
+        Self::from_parts(id, kind, JobState::Running, runs, chunks, notes, None)
+    }
+
+    /// A job from its stored parts (chunk ids are their positions in `chunks`).
+    pub fn from_parts(
+        id: String,
+        kind: JobKind,
+        state: JobState,
+        tables: Vec<TableRun>,
+        chunks: Vec<ChunkRun>,
+        notes: Vec<String>,
+        error: Option<String>,
+    ) -> Self {
+        let index = JobIndex::build(&tables, &chunks);
         Self {
             id,
             kind,
-            state: JobState::Running,
-            tables: runs,
+            state,
+            tables,
             chunks,
             notes,
-            error: None,
+            error,
+            index,
         }
+    }
+
+    /// Change chunk `pos` with `f`, keeping the index in step.
+    fn update_chunk<R>(&mut self, pos: u32, f: impl FnOnce(&mut ChunkRun) -> R) -> Option<R> {
+        let chunk = self.chunks.get_mut(pos as usize)?;
+        let before = Tally::of(chunk);
+        let out = f(chunk);
+        let after = Tally::of(chunk);
+        self.index.chunk_changed(pos, before, after, &self.tables);
+        Some(out)
     }
 
     /// An export job from its plan.
@@ -427,42 +461,66 @@ impl JobRun {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.chunks
-            .iter()
-            .filter(|c| c.state == ChunkState::Queued)
-            .count()
+        usize::try_from(self.index.counts().queued).unwrap_or(usize::MAX)
     }
 
-    /// Pending chunks whose backoff has passed, in plan order, at most `limit`.
+    /// Pending chunks whose backoff has passed and whose table waits on no other, in plan
+    /// order, at most `limit`. Only pending chunks of ready tables are looked at (the ones in
+    /// backoff are at most the chunks that were in flight).
     pub fn due(&self, now: SystemTime, limit: usize) -> Vec<u32> {
         if self.state != JobState::Running {
             return Vec::new();
         }
-        let ready: Vec<bool> = self
-            .tables
-            .iter()
-            .map(|t| {
-                t.depends_on
-                    .iter()
-                    .all(|&d| self.tables.get(d as usize).is_some_and(|d| d.finalized))
-            })
-            .collect();
-        self.chunks
-            .iter()
-            .filter(|c| c.state == ChunkState::Pending && c.not_before.is_none_or(|t| t <= now))
-            .filter(|c| ready.get(c.table_idx as usize).copied().unwrap_or(false))
+        self.index
+            .ready()
+            .filter_map(|pos| self.chunks.get(pos as usize))
+            .filter(|c| c.not_before.is_none_or(|t| t <= now))
             .take(limit)
             .map(|c| c.id)
             .collect()
     }
 
+    /// Chunks published and without a result yet, in plan order.
+    pub fn queued(&self) -> impl Iterator<Item = &ChunkRun> {
+        self.index
+            .queued()
+            .filter_map(|pos| self.chunks.get(pos as usize))
+    }
+
     /// The chunk was published as attempt `attempt`.
     pub fn mark_queued(&mut self, chunk: u32, attempt: u32) {
-        if let Some(c) = self.chunks.get_mut(chunk as usize) {
+        self.update_chunk(chunk, |c| {
             c.state = ChunkState::Queued;
             c.attempt = attempt;
             c.not_before = None;
+        });
+    }
+
+    /// A queued chunk with no result in time goes back to pending, to be published at once as
+    /// its next attempt.
+    pub fn requeue(&mut self, chunk: u32) {
+        self.update_chunk(chunk, |c| {
+            c.state = ChunkState::Pending;
+            c.not_before = None;
+        });
+    }
+
+    /// Put `chunk` in place of the chunk with its id (a store mirroring the engine's copy).
+    pub fn replace_chunk(&mut self, chunk: &ChunkRun) {
+        self.update_chunk(chunk.id, |c| *c = chunk.clone());
+    }
+
+    /// Table `table_idx` is finalized (manifest written, rows checked): tables waiting on it
+    /// may start.
+    pub fn mark_finalized(&mut self, table_idx: u32) {
+        let Some(t) = self.tables.get_mut(table_idx as usize) else {
+            return;
+        };
+        if t.finalized {
+            return;
         }
+        t.finalized = true;
+        self.index.table_finalized(table_idx, &self.chunks);
     }
 
     /// The database folder of an `rds-parquet` export: the source's `current_database()`.
@@ -482,6 +540,24 @@ impl JobRun {
     /// later results for it change nothing, and a failure from an older attempt than the one in
     /// flight is stale.
     pub fn apply(
+        &mut self,
+        result: &ResultEnvelope,
+        now: SystemTime,
+        policy: &RetryPolicy,
+    ) -> Applied {
+        let pos = parse_task_id(&result.task_id).map(|(_, chunk)| chunk);
+        let before = pos.and_then(|p| self.chunks.get(p as usize)).map(Tally::of);
+        let applied = self.apply_to_chunk(result, now, policy);
+        if let (Some(pos), Some(before)) = (pos, before) {
+            if let Some(after) = self.chunks.get(pos as usize).map(Tally::of) {
+                self.index.chunk_changed(pos, before, after, &self.tables);
+            }
+        }
+        applied
+    }
+
+    /// [`JobRun::apply`] on the chunk alone; the caller moves the index along.
+    fn apply_to_chunk(
         &mut self,
         result: &ResultEnvelope,
         now: SystemTime,
@@ -550,21 +626,22 @@ impl JobRun {
         }
     }
 
+    /// The table's chunks, in plan order.
     pub fn table_chunks(&self, table_idx: u32) -> impl Iterator<Item = &ChunkRun> {
-        self.chunks.iter().filter(move |c| c.table_idx == table_idx)
+        self.index
+            .table_chunks(table_idx)
+            .iter()
+            .filter_map(|&pos| self.chunks.get(pos as usize))
     }
 
     /// Tables whose chunks are all done but which are not finalized yet.
     pub fn tables_ready_to_finalize(&self) -> Vec<u32> {
-        (0..self.tables.len() as u32)
-            .filter(|&t| !self.tables[t as usize].finalized)
-            .filter(|&t| self.table_chunks(t).all(|c| c.state == ChunkState::Done))
-            .collect()
+        self.index.finalizable().collect()
     }
 
     /// Every table loaded or exported and finalized.
     pub fn is_complete(&self) -> bool {
-        self.tables.iter().all(|t| t.finalized)
+        self.index.all_finalized()
     }
 
     /// Rows done for one table.
@@ -603,19 +680,9 @@ impl JobRun {
             .unwrap_or("postgres")
     }
 
+    /// Chunks in each state, and the rows and bytes done (kept as the chunks change).
     pub fn counts(&self) -> ChunkCounts {
-        let mut c = ChunkCounts::default();
-        for ch in &self.chunks {
-            match ch.state {
-                ChunkState::Pending => c.pending += 1,
-                ChunkState::Queued => c.queued += 1,
-                ChunkState::Done => c.done += 1,
-                ChunkState::Failed => c.failed += 1,
-            }
-            c.rows += ch.rows;
-            c.bytes += ch.bytes;
-        }
-        c
+        self.index.counts()
     }
 }
 

@@ -7,7 +7,7 @@
 pub mod kinds;
 
 use crate::broker::{AmqpBroker, DeadLetter};
-use crate::job::{Applied, ChunkState, JobRun, JobState, RetryPolicy};
+use crate::job::{Applied, JobRun, JobState, RetryPolicy};
 use crate::restore::changes::Repair;
 use crate::store::StateStore;
 use anyhow::{anyhow, Context, Result};
@@ -203,7 +203,7 @@ impl Engine {
             .iter()
             .filter(|(_, j)| j.state == JobState::Running)
         {
-            for c in job.chunks.iter().filter(|c| c.state == ChunkState::Queued) {
+            for c in job.queued() {
                 let since = *self.queued_since.entry((id.clone(), c.id)).or_insert(now);
                 if now.duration_since(since) >= timeout {
                     stalled.push((id.clone(), c.id));
@@ -216,7 +216,7 @@ impl Engine {
             let table = job.tables[job.chunks[chunk as usize].table_idx as usize]
                 .name()
                 .display_name();
-            let c = &mut job.chunks[chunk as usize];
+            let c = &job.chunks[chunk as usize];
             if c.attempt >= self.retry.max_attempts {
                 let error = format!(
                     "table {table} chunk {chunk} (part-{:05}): no result {} s after attempt {} (--task-stall-timeout), and no attempts left",
@@ -232,9 +232,10 @@ impl Engine {
                 "no result {} s after publishing: publishing the task again as the next attempt (--task-stall-timeout)",
                 timeout.as_secs()
             );
-            c.state = ChunkState::Pending;
-            c.not_before = None;
-            self.store.save_chunk(&id, c).await?;
+            job.requeue(chunk);
+            self.store
+                .save_chunk(&id, &job.chunks[chunk as usize])
+                .await?;
         }
         Ok(())
     }
@@ -299,7 +300,7 @@ impl Engine {
                 }
                 self.store.mark_finalized(&id, t).await?;
                 let job = self.jobs.get_mut(&id).expect("job exists");
-                job.tables[t as usize].finalized = true;
+                job.mark_finalized(t);
                 tracing::info!(job = %id, table = %table, rows = job.table_rows(t), "table complete");
             }
         }

@@ -60,11 +60,7 @@ impl MemoryStore {
     }
 
     pub fn save_chunk(&self, job_id: &str, chunk: &ChunkRun) -> Result<()> {
-        self.with_job(job_id, |job| {
-            if let Some(c) = job.chunks.get_mut(chunk.id as usize) {
-                *c = chunk.clone();
-            }
-        })
+        self.with_job(job_id, |job| job.replace_chunk(chunk))
     }
 
     pub fn record_result(&self, result: &ResultEnvelope, applied: &str) -> Result<()> {
@@ -82,11 +78,7 @@ impl MemoryStore {
     }
 
     pub fn mark_finalized(&self, job_id: &str, table_idx: u32) -> Result<()> {
-        self.with_job(job_id, |job| {
-            if let Some(t) = job.tables.get_mut(table_idx as usize) {
-                t.finalized = true;
-            }
-        })
+        self.with_job(job_id, |job| job.mark_finalized(table_idx))
     }
 
     pub fn save_restore_state(&self, saved: &JobRun) -> Result<()> {

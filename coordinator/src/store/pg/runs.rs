@@ -34,14 +34,31 @@ impl PgStore {
             &[&job.id],
         )
         .await?;
-        for (i, t) in job.tables.iter().enumerate() {
-            let deps: Vec<i32> = t.depends_on.iter().map(|&d| d as i32).collect();
-            tx.execute(
-                "INSERT INTO pgfleet.job_tables (job_id, table_idx, plan, finalized, depends_on) VALUES ($1, $2, $3, $4, $5)",
-                &[&job.id, &(i as i32), &serde_json::to_value(&t.work)?, &t.finalized, &deps],
-            )
-            .await?;
-        }
+        // One statement for all tables, as for the chunks below: a round trip per table made
+        // saving a 10,000-table plan take seconds. `depends_on` travels as text ('{1,2}'),
+        // since arrays of arrays cannot be unnested per row.
+        let idxs: Vec<i32> = (0..job.tables.len() as i32).collect();
+        let plans: Vec<serde_json::Value> = job
+            .tables
+            .iter()
+            .map(|t| serde_json::to_value(&t.work))
+            .collect::<Result<_, _>>()?;
+        let finalized: Vec<bool> = job.tables.iter().map(|t| t.finalized).collect();
+        let deps: Vec<String> = job
+            .tables
+            .iter()
+            .map(|t| {
+                let list: Vec<String> = t.depends_on.iter().map(u32::to_string).collect();
+                format!("{{{}}}", list.join(","))
+            })
+            .collect();
+        tx.execute(
+            "INSERT INTO pgfleet.job_tables (job_id, table_idx, plan, finalized, depends_on)
+             SELECT $1, u.i, u.p, u.f, u.d::int[]
+             FROM unnest($2::int[], $3::jsonb[], $4::bool[], $5::text[]) AS u(i, p, f, d)",
+            &[&job.id, &idxs, &plans, &finalized, &deps],
+        )
+        .await?;
         let ids: Vec<i32> = job.chunks.iter().map(|c| c.id as i32).collect();
         let tables: Vec<i32> = job.chunks.iter().map(|c| c.table_idx as i32).collect();
         let seqs: Vec<i32> = job.chunks.iter().map(|c| c.seq as i32).collect();
@@ -233,15 +250,15 @@ impl PgStore {
                         .with_context(|| format!("job {id}: stored restore state is unreadable"))?,
                 }),
             };
-            out.push(JobRun {
+            out.push(JobRun::from_parts(
                 id,
                 kind,
                 state,
                 tables,
                 chunks,
-                notes: serde_json::from_value(j.get(4)).unwrap_or_default(),
-                error: j.get(5),
-            });
+                serde_json::from_value(j.get(4)).unwrap_or_default(),
+                j.get(5),
+            ));
         }
         Ok(out)
     }
