@@ -900,4 +900,175 @@ url = "file:///tmp/x/"
         assert_eq!(j.manifest_key(0), "public.t/_manifest.json");
         assert_eq!(j.success_key(0), "public.t/_SUCCESS");
     }
+
+    /// Tables a (3 chunks), b (2 chunks, waits for a) and c (no chunks), as a restore's waves
+    /// would have them.
+    fn waves_job() -> JobRun {
+        let plan = |name: &str, chunks: usize| TablePlan {
+            table: QualifiedName::new("public", name),
+            own_rows_only: true,
+            columns: vec!["id".into()],
+            column_types: Vec::new(),
+            key: KeyChoice::Pages,
+            estimated_rows: 0,
+            estimated_bytes: 0,
+            chunks: (0..chunks)
+                .map(|_| ChunkRange::Pages { lo: None, hi: None })
+                .collect(),
+        };
+        let mut j = JobRun::for_export(
+            "j1".into(),
+            ExportJob::new(spec()),
+            vec![plan("a", 3), plan("b", 2), plan("c", 0)],
+            vec![],
+        );
+        j.tables[1].depends_on = vec![0];
+        // Rebuilt from its parts, as a store loads it.
+        JobRun::from_parts(
+            j.id.clone(),
+            j.kind.clone(),
+            j.state,
+            j.tables.clone(),
+            j.chunks.clone(),
+            j.notes.clone(),
+            None,
+        )
+    }
+
+    /// What the index answers, computed by scanning every chunk and table (the old way).
+    fn scan(j: &JobRun, now: SystemTime) -> (ChunkCounts, Vec<u32>, Vec<u32>, Vec<u32>, bool) {
+        let mut c = ChunkCounts::default();
+        for ch in &j.chunks {
+            match ch.state {
+                ChunkState::Pending => c.pending += 1,
+                ChunkState::Queued => c.queued += 1,
+                ChunkState::Done => c.done += 1,
+                ChunkState::Failed => c.failed += 1,
+            }
+            c.rows += ch.rows;
+            c.bytes += ch.bytes;
+        }
+        let ready = |t: u32| {
+            j.tables[t as usize]
+                .depends_on
+                .iter()
+                .all(|&d| j.tables.get(d as usize).is_some_and(|d| d.finalized))
+        };
+        let due = j
+            .chunks
+            .iter()
+            .filter(|c| c.state == ChunkState::Pending && c.not_before.is_none_or(|t| t <= now))
+            .filter(|c| ready(c.table_idx))
+            .map(|c| c.id)
+            .collect();
+        let queued = j
+            .chunks
+            .iter()
+            .filter(|c| c.state == ChunkState::Queued)
+            .map(|c| c.id)
+            .collect();
+        let finalizable = (0..j.tables.len() as u32)
+            .filter(|&t| !j.tables[t as usize].finalized)
+            .filter(|&t| {
+                j.chunks
+                    .iter()
+                    .filter(|c| c.table_idx == t)
+                    .all(|c| c.state == ChunkState::Done)
+            })
+            .collect();
+        let complete = j.tables.iter().all(|t| t.finalized);
+        (c, due, queued, finalizable, complete)
+    }
+
+    fn indexed(j: &JobRun, now: SystemTime) -> (ChunkCounts, Vec<u32>, Vec<u32>, Vec<u32>, bool) {
+        (
+            j.counts(),
+            j.due(now, usize::MAX),
+            j.queued().map(|c| c.id).collect(),
+            j.tables_ready_to_finalize(),
+            j.is_complete(),
+        )
+    }
+
+    /// Through any sequence of transitions (a deterministic pseudo-random walk), the index
+    /// answers what a scan of every chunk and table would.
+    #[test]
+    fn index_agrees_with_a_full_scan() {
+        let p = RetryPolicy {
+            max_attempts: u32::MAX,
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        for seed in 0..20u64 {
+            let mut j = waves_job();
+            let mut x = seed;
+            assert_eq!(indexed(&j, now), scan(&j, now), "seed {seed}, fresh");
+            for step in 0..300 {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let r = (x >> 33) as u32;
+                let chunk = (r / 7) % j.chunks.len() as u32;
+                let attempt = j.chunks[chunk as usize].attempt;
+                match r % 7 {
+                    0 | 1 => {
+                        if j.chunks[chunk as usize].state == ChunkState::Pending {
+                            j.mark_queued(chunk, attempt + 1);
+                        }
+                    }
+                    2 => {
+                        j.apply(&result(chunk, attempt, ok(u64::from(r % 5))), now, &p);
+                    }
+                    3 => {
+                        j.apply(&result(chunk, attempt, fail(true)), now, &p);
+                    }
+                    4 => {
+                        if j.chunks[chunk as usize].state == ChunkState::Queued {
+                            j.requeue(chunk);
+                        }
+                    }
+                    5 => {
+                        let mut c = j.chunks[chunk as usize].clone();
+                        c.rows += 1;
+                        j.replace_chunk(&c);
+                    }
+                    _ => {
+                        if let Some(&t) = j.tables_ready_to_finalize().first() {
+                            j.mark_finalized(t);
+                        }
+                    }
+                }
+                assert_eq!(indexed(&j, now), scan(&j, now), "seed {seed}, step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_waiting_table_starts_when_its_dependency_is_finalized() {
+        let mut j = waves_job();
+        let p = RetryPolicy::default();
+        let now = SystemTime::now();
+        // c has no chunks: ready to finalize at once. b waits for a.
+        assert_eq!(j.tables_ready_to_finalize(), vec![2]);
+        assert_eq!(j.due(now, 10), vec![0, 1, 2]);
+        for c in 0..3 {
+            j.mark_queued(c, 1);
+            j.apply(&result(c, 1, ok(1)), now, &p);
+        }
+        assert!(j.due(now, 10).is_empty(), "b waits until a is finalized");
+        assert_eq!(j.tables_ready_to_finalize(), vec![0, 2]);
+        j.mark_finalized(0);
+        assert_eq!(j.due(now, 10), vec![3, 4]);
+        assert_eq!(j.due(now, 1), vec![3]);
+        assert!(!j.is_complete());
+        j.mark_finalized(2);
+        for c in 3..5 {
+            j.mark_queued(c, 1);
+            j.apply(&result(c, 1, ok(1)), now, &p);
+        }
+        j.mark_finalized(1);
+        assert!(j.is_complete());
+        assert_eq!(j.counts().rows, 5);
+    }
 }

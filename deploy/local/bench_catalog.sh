@@ -120,12 +120,13 @@ TOML
     fi
 }
 
-# timed LABEL CMD...: run CMD, print LABEL and its wall time; the seconds go to $elapsed.
+# timed LABEL OUT CMD...: run CMD (stdout to OUT, stderr to OUT.log), print LABEL and its wall
+# time; the milliseconds go to $elapsed.
 timed() {
-    local label=$1 t0 t1
-    shift
+    local label=$1 out=$2 t0 t1
+    shift 2
     t0=$(pgf_now_ms)
-    "$@"
+    "$@" >"$out" 2>"$out.log" || { tail -5 "$out.log" >&2; pgf_die "$label failed (log: $out.log)"; }
     t1=$(pgf_now_ms)
     elapsed=$((t1 - t0))
     printf '  %-34s %8s\n' "$label" "$(pgf_fmt_ms "$elapsed")"
@@ -142,9 +143,12 @@ for bin in $BINS; do
     tag="b$RANDOM"
     export_spec "$work/$tag-export.toml" "$(output_url "$tag")"
 
-    timed "plan (export)" "$bin/coordinator" plan "$work/$tag-export.toml" >"$work/$tag-plan.txt"
+    timed "plan (export)" "$work/$tag-plan.txt" "$bin/coordinator" plan "$work/$tag-export.toml"
     plan_ms=$elapsed
-    timed "run --workers $WORKERS" "$bin/coordinator" run --workers "$WORKERS" "$work/$tag-export.toml" >"$work/$tag-run.txt" 2>"$work/$tag-run.log"
+    # Newer binaries log what planning sent to the source.
+    statements=$(grep -o 'statements=[0-9]*' "$work/$tag-plan.txt.log" | head -1 || true)
+    [ -z "$statements" ] || echo "    $statements"
+    timed "run --workers $WORKERS" "$work/$tag-run.txt" "$bin/coordinator" run --workers "$WORKERS" "$work/$tag-export.toml"
     run_ms=$elapsed
     echo "    $(per_second "$tables_total" "$run_ms") tables/s; $(tail -1 "$work/$tag-run.txt")"
     line="$bin: plan $(pgf_fmt_ms "$plan_ms"), run $(pgf_fmt_ms "$run_ms") ($(per_second "$tables_total" "$run_ms") tables/s)"
@@ -167,7 +171,7 @@ for bin in $BINS; do
             sleep 0.1
         done
         export_spec "$work/$tag-fleet.toml" "$(output_url "$tag-fleet")"
-        timed "serve + submit --wait" "$bin/coordinator" submit "$work/$tag-fleet.toml" --wait --state-url "$state_url" >/dev/null
+        timed "serve + submit --wait" "$work/$tag-submit.txt" "$bin/coordinator" submit "$work/$tag-fleet.toml" --wait --state-url "$state_url"
         echo "    $(per_second "$tables_total" "$elapsed") tables/s"
         line="$line, fleet $(pgf_fmt_ms "$elapsed") ($(per_second "$tables_total" "$elapsed") tables/s)"
         kill "$serve_pid" "${fleet_pids[@]}" 2>/dev/null || true
@@ -193,7 +197,7 @@ TOML
         if [ "$OUTPUT" = s3 ]; then
             sed -i "/^url = \"s3:/a s3 = { endpoint = \"$PGFLEET_TEST_S3_ENDPOINT\", force_path_style = true }" "$work/$tag-restore.toml"
         fi
-        timed "plan (restore)" "$bin/coordinator" plan "$work/$tag-restore.toml" >"$work/$tag-restore-plan.txt"
+        timed "plan (restore)" "$work/$tag-restore-plan.txt" "$bin/coordinator" plan "$work/$tag-restore.toml"
         line="$line, restore plan $(pgf_fmt_ms "$elapsed")"
     fi
     summary+=("$line")

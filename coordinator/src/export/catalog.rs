@@ -15,6 +15,7 @@ mod columns;
 mod keys;
 pub mod queries;
 mod sizes;
+mod unlocked;
 
 pub use columns::{columns_of, Column};
 pub use keys::{unique_keys_of, UniqueKey};

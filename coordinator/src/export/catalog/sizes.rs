@@ -2,6 +2,7 @@
 //! for every heap's statistics and size, then batched counts of the heaps whose statistics
 //! cannot say.
 
+use super::unlocked::without_locks;
 use super::{non_negative, queries, RelKind, Relation, SAMPLE_SEED};
 use anyhow::{Context, Result};
 use protocol::QualifiedName;
@@ -47,7 +48,7 @@ pub async fn table_sizes<C: GenericClient + Sync>(
     client: &C,
     rels: &[Relation],
 ) -> Result<HashMap<u32, TableSize>> {
-    let heaps = heap_stats(client, rels).await?;
+    let heaps = without_locks(client, heap_stats(client, rels)).await?;
     let mut sizes: HashMap<u32, TableSize> = HashMap::with_capacity(rels.len());
     let mut uncounted = Vec::new();
     for heap in &heaps {
@@ -60,7 +61,8 @@ pub async fn table_sizes<C: GenericClient + Sync>(
         }
     }
     for batch in uncounted.chunks(COUNT_BATCH) {
-        for (heap, (rows, exact)) in batch.iter().zip(count_by_sampling(client, batch).await?) {
+        let counts = without_locks(client, count_by_sampling(client, batch)).await?;
+        for (heap, (rows, exact)) in batch.iter().zip(counts) {
             let size = sizes.entry(heap.root).or_default();
             size.estimated_rows += rows;
             size.sampled_count |= !exact;
