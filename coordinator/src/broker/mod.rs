@@ -174,7 +174,16 @@ async fn forward_result(d: Delivery, inbound: &mpsc::Sender<Inbound>) -> anyhow:
         Ok(result) => {
             let (tx, rx) = oneshot::channel();
             inbound.send(Inbound::Result(result, tx)).await?;
-            return settle(&d, rx.await).await;
+            // Settled once recorded, without holding up the next delivery: waiting here let
+            // one result at a time reach the engine, so every result paid the engine's whole
+            // round of store writes and publishes alone. Up to the prefetch (64) results now
+            // wait in `inbound`, and the engine applies what has arrived before it pumps.
+            tokio::spawn(async move {
+                if let Err(e) = settle(&d, rx.await).await {
+                    tracing::debug!(error = %e, "ack failed; the result is redelivered and ignored as a duplicate");
+                }
+            });
+            return Ok(());
         }
         Err(e) => tracing::error!(error = %e, "dropping an unreadable result message"),
     }

@@ -73,15 +73,14 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(msg) = inbound.recv() => {
-                let (outcome, done) = match msg {
-                    Inbound::Result(r, done) => (engine.on_result(&r).await, done),
-                    Inbound::DeadLetter(d, done) => (engine.on_dead_letter(&d).await, done),
-                };
-                // Ack only what was recorded; anything else goes back to the queue.
-                if let Err(e) = &outcome {
-                    tracing::warn!(error = %format!("{e:#}"), "could not record a message; it will be redelivered");
+                receive(&mut engine, msg).await;
+                // Whatever else has arrived is applied before pumping once for all of it.
+                for _ in 0..MAX_RESULTS_PER_PUMP {
+                    match inbound.try_recv() {
+                        Ok(msg) => receive(&mut engine, msg).await,
+                        Err(_) => break,
+                    }
                 }
-                let _ = done.send(outcome.is_ok());
                 // A finished chunk frees a slot in its window: fill it now, not on the next tick.
                 if let Err(e) = engine.pump().await {
                     tracing::debug!(error = %format!("{e:#}"), "pump after a result failed; the tick retries");
@@ -109,6 +108,22 @@ pub async fn run(
     }
     tracing::info!("coordinator stopped; running jobs continue when it starts again");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Results applied between two pumps at most (the result consumer's prefetch).
+const MAX_RESULTS_PER_PUMP: usize = 64;
+
+/// Record one inbound message; ack it only once recorded (anything else is redelivered).
+async fn receive(engine: &mut Engine, msg: Inbound) {
+    let (outcome, done) = match msg {
+        Inbound::Result(r, done) => (engine.on_result(&r).await, done),
+        Inbound::DeadLetter(d, done) => (engine.on_dead_letter(&d).await, done),
+    };
+    // Ack only what was recorded; anything else goes back to the queue.
+    if let Err(e) = &outcome {
+        tracing::warn!(error = %format!("{e:#}"), "could not record a message; it will be redelivered");
+    }
+    let _ = done.send(outcome.is_ok());
 }
 
 /// `--cloudwatch-backlog`: publish the task backlog for Auto Scaling.

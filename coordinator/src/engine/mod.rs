@@ -10,7 +10,7 @@ use crate::broker::{AmqpBroker, DeadLetter};
 use crate::job::{Applied, JobRun, JobState, RetryPolicy};
 use crate::restore::changes::Repair;
 use crate::store::StateStore;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use fleet_io::clients::Clients;
 use kinds::{Finalized, Finished};
 use protocol::{JobSpec, Outcome, ResultEnvelope, TaskEnvelope, MESSAGE_VERSION};
@@ -263,22 +263,39 @@ impl Engine {
                 continue;
             }
             let due = self.jobs[&id].due(now, room);
-            for chunk in due {
-                let job = &self.jobs[&id];
-                let attempt = job.chunks[chunk as usize].attempt + 1;
-                let task = build_task(job, chunk, attempt)?;
-                self.publisher
-                    .publish(&task)
-                    .await
-                    .with_context(|| format!("publishing {}", task.task_id))?;
+            let job = &self.jobs[&id];
+            let tasks = due
+                .into_iter()
+                .map(|chunk| {
+                    let attempt = job.chunks[chunk as usize].attempt + 1;
+                    Ok((chunk, attempt, build_task(job, chunk, attempt)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // Published together: each publish waits for the broker's confirm (a quorum
+            // queue's disk write), so one after the other they would cost one confirm each.
+            let published = futures::future::join_all(
+                tasks
+                    .iter()
+                    .map(|(_, _, task)| self.publisher.publish(task)),
+            )
+            .await;
+            let mut first_error = None;
+            for ((chunk, attempt, task), outcome) in tasks.iter().zip(published) {
+                if let Err(e) = outcome {
+                    first_error.get_or_insert(e.context(format!("publishing {}", task.task_id)));
+                    continue;
+                }
                 let job = self.jobs.get_mut(&id).expect("job exists");
-                job.mark_queued(chunk, attempt);
+                job.mark_queued(*chunk, *attempt);
                 self.queued_since
-                    .insert((id.clone(), chunk), std::time::Instant::now());
+                    .insert((id.clone(), *chunk), std::time::Instant::now());
                 *in_flight.entry(key.clone()).or_default() += 1;
                 self.store
-                    .save_chunk(&id, &job.chunks[chunk as usize])
+                    .save_chunk(&id, &job.chunks[*chunk as usize])
                     .await?;
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
         }
         Ok(())
