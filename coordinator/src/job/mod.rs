@@ -718,9 +718,10 @@ url = "file:///tmp/x/"
         }
     }
 
-    fn job(chunks: usize) -> JobRun {
-        let plan = TablePlan {
-            table: QualifiedName::new("public", "t"),
+    /// `public.<name>` cut into `chunks` unbounded page ranges.
+    fn pages_plan(name: &str, chunks: usize) -> TablePlan {
+        TablePlan {
+            table: QualifiedName::new("public", name),
             own_rows_only: true,
             columns: vec!["id".into()],
             column_types: Vec::new(),
@@ -730,7 +731,11 @@ url = "file:///tmp/x/"
             chunks: (0..chunks)
                 .map(|_| ChunkRange::Pages { lo: None, hi: None })
                 .collect(),
-        };
+        }
+    }
+
+    fn job(chunks: usize) -> JobRun {
+        let plan = pages_plan("t", chunks);
         JobRun::for_export("j1".into(), ExportJob::new(spec()), vec![plan], vec![])
     }
 
@@ -904,18 +909,7 @@ url = "file:///tmp/x/"
     /// Tables a (3 chunks), b (2 chunks, waits for a) and c (no chunks), as a restore's waves
     /// would have them.
     fn waves_job() -> JobRun {
-        let plan = |name: &str, chunks: usize| TablePlan {
-            table: QualifiedName::new("public", name),
-            own_rows_only: true,
-            columns: vec!["id".into()],
-            column_types: Vec::new(),
-            key: KeyChoice::Pages,
-            estimated_rows: 0,
-            estimated_bytes: 0,
-            chunks: (0..chunks)
-                .map(|_| ChunkRange::Pages { lo: None, hi: None })
-                .collect(),
-        };
+        let plan = pages_plan;
         let mut j = JobRun::for_export(
             "j1".into(),
             ExportJob::new(spec()),
