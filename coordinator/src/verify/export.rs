@@ -276,7 +276,7 @@ fn unlisted(
         m.manifest.objects.iter().map(|o| o.key.as_str()).collect();
     let own_uuid = protocol::layout::rds::part_uuid(&m.manifest.job_id, &m.manifest.table);
     let (mut stale, mut extra) = (Vec::new(), Vec::new());
-    for o in listing.iter().filter(|o| o.key.starts_with(&m.folder)) {
+    for o in under(listing, &m.folder) {
         let rest = &o.key[m.folder.len()..];
         let full = location.key(&o.key);
         if rest == MANIFEST || rest == SUCCESS || listed.contains(full.as_str()) {
@@ -305,18 +305,24 @@ fn folders_without_manifest(
     listing: &[ObjectInfo],
     manifests: &[TableManifest],
 ) -> Vec<TableReport> {
+    let covered: std::collections::HashSet<&str> =
+        manifests.iter().map(|m| m.folder.as_str()).collect();
+    // A folder is covered when it, or a folder above it, holds a manifest.
+    let is_covered = |folder: &str| {
+        folder
+            .match_indices('/')
+            .any(|(i, _)| covered.contains(&folder[..=i]))
+    };
+    let any_format = [
+        OutputFormat::Csv,
+        OutputFormat::CsvGz,
+        OutputFormat::RdsParquet,
+    ];
     let mut folders: BTreeMap<String, u64> = BTreeMap::new();
     for o in listing {
         let name = file_name(&o.key);
         let folder = &o.key[..o.key.len() - name.len()];
-        let any_format = [
-            OutputFormat::Csv,
-            OutputFormat::CsvGz,
-            OutputFormat::RdsParquet,
-        ];
-        if any_format.iter().any(|f| is_part(name, *f))
-            && !manifests.iter().any(|m| folder.starts_with(&m.folder))
-        {
+        if any_format.iter().any(|f| is_part(name, *f)) && !is_covered(folder) {
             *folders.entry(folder.to_string()).or_default() += 1;
         }
     }
@@ -345,11 +351,24 @@ fn is_part(name: &str, format: OutputFormat) -> bool {
     match format {
         OutputFormat::Csv | OutputFormat::CsvGz => {
             !name.contains('/')
-                && name.starts_with("part-")
-                && name.ends_with(&format!(".{}", format.extension()))
+                && name
+                    .strip_prefix("part-")
+                    .and_then(|rest| rest.strip_suffix(format.extension()))
+                    .is_some_and(|rest| rest.ends_with('.'))
         }
         OutputFormat::RdsParquet => crate::rds::layout::is_part_file(name),
     }
+}
+
+/// The objects of `listing` (sorted by key, as `objects::list` returns it) under `prefix`:
+/// found by binary search, so checking every table's folder stays linear in the listing.
+fn under<'l>(listing: &'l [ObjectInfo], prefix: &str) -> &'l [ObjectInfo] {
+    let start = listing.partition_point(|o| o.key.as_str() < prefix);
+    let len = listing[start..]
+        .iter()
+        .take_while(|o| o.key.starts_with(prefix))
+        .count();
+    &listing[start..start + len]
 }
 
 fn file_name(key: &str) -> &str {

@@ -32,6 +32,8 @@ pub async fn scan(
     let mut checksum = ObjectChecksum::default();
     let mut counter = RowCounter::new(format);
     let mut offset = 0;
+    // The last range read: a Parquet footer is almost always inside it.
+    let mut last = bytes::Bytes::new();
     while offset < size {
         let end = size.min(offset + READ_BYTES);
         let bytes = fleet_io::objects::get_range(ctx, location, s3, key, offset..end)
@@ -43,13 +45,19 @@ pub async fn scan(
         checksum.add(&bytes);
         counter.feed(&bytes)?;
         offset += bytes.len() as u64;
+        last = bytes;
     }
     let rows = match counter.finish()? {
         Some(records) => records.saturating_sub(u64::from(header && records > 0)),
         None => {
-            let footer = crate::rds::footers::read_footer(ctx, location, s3, key, size)
-                .await
-                .map_err(|e| format!("its Parquet footer {e}"))?;
+            let footer = match crate::rds::footers::decode_suffix(&last, offset) {
+                Ok(Ok(footer)) => footer,
+                // Metadata longer than the last read, or bytes that are not a footer: read it
+                // as planning does, for its error messages.
+                _ => crate::rds::footers::read_footer(ctx, location, s3, key, size)
+                    .await
+                    .map_err(|e| format!("its Parquet footer {e}"))?,
+            };
             footer.row_groups.iter().sum()
         }
     };

@@ -7,4 +7,5 @@ mod metadata_fuzz;
 mod plan_catalog_scale;
 mod plan_export;
 mod rds_inventory;
+mod scratch_db;
 mod stored_jobs;

@@ -6,13 +6,8 @@
 use coordinator::export::catalog;
 use coordinator::export::chunking::{self, KeyDistribution};
 use coordinator::export::plan::{plan_export, ExportPlan, KeyChoice, TablePlan};
-use futures::FutureExt;
-use protocol::{quote_ident, ChunkRange, ExportSpec, JobSpec, QualifiedName};
-use std::panic::AssertUnwindSafe;
-use std::str::FromStr;
+use protocol::{ChunkRange, ExportSpec, JobSpec, QualifiedName};
 use tokio_postgres::{Client, IsolationLevel, NoTls};
-
-const DEFAULT_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 
 const ODD: &str = "Odd \"Name\" Table";
 
@@ -86,34 +81,7 @@ INSERT INTO other.things SELECT generate_series(1, 10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_exports_against_postgres() {
-    let url = std::env::var("PGFLEET_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.into());
-    let admin = connect(&url).await;
-    let db = format!("pgfleet_ptest_{}", uuid::Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&db)))
-        .await
-        .expect("create scratch database");
-
-    let mut config = tokio_postgres::Config::from_str(&url).expect("PGFLEET_TEST_PG_URL");
-    config.dbname(&db);
-    let outcome = AssertUnwindSafe(run_all(config)).catch_unwind().await;
-
-    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&db));
-    let dropped = admin.batch_execute(&drop).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    dropped.expect("drop scratch database");
-}
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} is unreachable: {e}"));
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
+    crate::scratch_db::with_scratch_db("pgfleet_ptest_", run_all).await;
 }
 
 async fn run_all(config: tokio_postgres::Config) {

@@ -57,7 +57,8 @@ pub async fn fingerprint_source(
     format: protocol::OutputFormat,
     query: &str,
 ) -> Result<RowFingerprint, TaskError> {
-    use futures::StreamExt;
+    use futures::Stream;
+    use std::task::Poll;
     if !(query.starts_with("COPY (SELECT ") && query.contains(") TO STDOUT (FORMAT ")) {
         return Err(TaskError::fatal(
             "the manifest's source_query is not a COPY (SELECT …) TO STDOUT pgfleet wrote",
@@ -76,14 +77,19 @@ pub async fn fingerprint_source(
     };
     let mut stream = std::pin::pin!(stream);
     let mut fingerprint = RowFingerprint::default();
-    while let Some(message) = stream.next().await {
-        match message {
-            Ok(row) => fingerprint.add_row(&row),
-            Err(e) => {
-                session.rollback().await;
-                return Err(fleet_io::error::pg_error(&e));
-            }
+    // Every buffered row is taken in one poll: no await per row.
+    let read = std::future::poll_fn(|cx| loop {
+        match stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(row))) => fingerprint.add_row(&row),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+            Poll::Ready(None) => return Poll::Ready(Ok(())),
+            Poll::Pending => return Poll::Pending,
         }
+    })
+    .await;
+    if let Err(e) = read {
+        session.rollback().await;
+        return Err(fleet_io::error::pg_error(&e));
     }
     session.commit().await?;
     Ok(fingerprint)
